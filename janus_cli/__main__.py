@@ -1,0 +1,3 @@
+from janus_cli.cli import main
+
+main()

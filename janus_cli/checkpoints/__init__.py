@@ -1,0 +1,1 @@
+"""Finding, reading and strictly loading checkpoints in the published layouts."""

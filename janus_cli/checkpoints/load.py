@@ -1,0 +1,57 @@
+"""Build a model on the meta device from `config.json` and load its weights strictly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from janus_cli.checkpoints.read import read_state_dict
+from janus_cli.checkpoints.strict import load_strict
+from janus_cli.config import JanusConfig
+
+# Tensors the published checkpoints carry that inference never reads. Everything else in a
+# checkpoint must map onto a parameter, and every parameter must be in the checkpoint.
+UNUSED_PREFIXES = (
+    "vision_model.vision_tower.attn_pool.",  # SigLIP's pooling head: Janus uses all patches
+    "vision_und_enc_model.vision_tower.attn_pool.",
+    "gen_vision_model.quantize.codebook_used",  # training statistics buffer
+    "gen_vision_model.encoder.",  # image -> codes; generation only decodes
+    "gen_vision_model.quant_conv.",
+)
+
+
+def checkpoint_key_to_param(key: str) -> str | None:
+    """The one key-mapping rule for published checkpoints: identity, minus unused tensors."""
+    if key.startswith(UNUSED_PREFIXES) or key.endswith("rotary_emb.inv_freq"):
+        return None
+    return key
+
+
+def build_model(cfg: JanusConfig) -> nn.Module:
+    """The model for CFG with parameters on the meta device (no memory, no random init)."""
+    with torch.device("meta"):
+        if cfg.family == "janusflow":
+            from janus_cli.models.janusflow import JanusFlowModel
+
+            return JanusFlowModel(cfg)
+        from janus_cli.models.janus import JanusModel
+
+        return JanusModel(cfg)
+
+
+def load_model(folder: Path, dtype: torch.dtype, device: torch.device | str = "cpu") -> nn.Module:
+    """Build the model of checkpoint FOLDER and load its weights, cast to DTYPE on DEVICE."""
+    folder = Path(folder)
+    cfg = JanusConfig.from_file(folder / "config.json")
+    model = build_model(cfg)
+    load_strict(
+        model,
+        read_state_dict(folder),
+        where=str(folder),
+        rename=checkpoint_key_to_param,
+        dtype=dtype,
+        device=device,
+    )
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,123 @@
+"""Images in and out: loading, the official SigLIP preprocessing, pixel conversion, PNG writing.
+
+The only module besides the CLI that touches files, and only the ones it is given.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from janus_cli.errors import InputError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """`preprocessor_config.json` (VLMImageProcessor)."""
+
+    image_size: int = 384
+    min_size: int = 14
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    rescale_factor: float = 1 / 255
+    do_normalize: bool = True
+
+    @property
+    def background(self) -> tuple[int, int, int]:
+        return tuple(int(m * 255) for m in self.mean)  # (127, 127, 127), as the official processor
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PreprocessConfig:
+        return cls(
+            image_size=int(d.get("image_size", 384)),
+            min_size=int(d.get("min_size", 14)),
+            mean=tuple(d.get("image_mean", (0.5, 0.5, 0.5))),
+            std=tuple(d.get("image_std", (0.5, 0.5, 0.5))),
+            rescale_factor=float(d.get("rescale_factor", 1 / 255)),
+            do_normalize=bool(d.get("do_normalize", True)),
+        )
+
+
+def load_image(source: str | Path | bytes) -> Image.Image:
+    """Open any Pillow-readable image (path or bytes) as RGB, honouring EXIF orientation.
+
+    Alpha is dropped, not composited, like the official `convert("RGB")`.
+    """
+    name = "<stdin>" if isinstance(source, bytes) else str(source)
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not an image") from None
+    except OSError as e:
+        raise InputError(f"{name}: cannot read ({e.strerror})") from None
+    with fp:
+        try:
+            img = Image.open(fp)
+            img.load()
+        except UnidentifiedImageError:
+            raise InputError(f"{name}: not an image Pillow can read") from None
+        except (OSError, SyntaxError, ValueError) as e:
+            raise InputError(f"{name}: corrupt or truncated image ({e})") from None
+    return ImageOps.exif_transpose(img).convert("RGB")
+
+
+def preprocess(img: Image.Image, cfg: PreprocessConfig = PreprocessConfig()):
+    """The official SigLIP input: long side to 384 (bicubic), centred pad, normalise.
+
+    Returns:
+        (3, 384, 384) float32 torch tensor.
+    """
+    import torch
+
+    w, h = img.size
+    longest = max(w, h)
+    size_w = max(int(w / longest * cfg.image_size), cfg.min_size)
+    size_h = max(int(h / longest * cfg.image_size), cfg.min_size)
+    img = img.resize((size_w, size_h), Image.BICUBIC)
+    side = max(size_w, size_h)
+    canvas = Image.new("RGB", (side, side), cfg.background)
+    canvas.paste(img, ((side - size_w) // 2, (side - size_h) // 2))
+    x = (np.asarray(canvas).astype(np.float64) * cfg.rescale_factor).astype(np.float32)  # (H, W, 3)
+    if cfg.do_normalize:
+        x = (x - np.array(cfg.mean, np.float32)) / np.array(cfg.std, np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (3, H, W)
+
+
+def to_uint8(images) -> np.ndarray:
+    """(B, 3, H, W) images in [-1, 1] -> (B, H, W, 3) uint8, truncating like the official code."""
+    x = images.float().clamp(-1, 1).add(1).div(2).mul(255).permute(0, 2, 3, 1)
+    return x.cpu().numpy().astype(np.uint8)
+
+
+def save_png(pixels: np.ndarray, path: Path, metadata: dict[str, str], overwrite: bool = False) -> Path:
+    """Write an (H, W, 3) uint8 image atomically (temp file + rename) with PNG text chunks.
+
+    Raises:
+        InputError: PATH exists and OVERWRITE is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    for k, v in metadata.items():
+        info.add_itxt(k, v)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(pixels).save(f, format="PNG", pnginfo=info)
+        if not overwrite and path.exists():
+            raise InputError(f"{path}: exists (use --overwrite to replace it)")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,1 @@
+"""Model code: inference-only modules whose parameter names mirror the published checkpoints."""

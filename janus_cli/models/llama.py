@@ -1,0 +1,168 @@
+"""The DeepSeek-LLM decoder (HF Llama layout) with a static, preallocated KV cache.
+
+Parameter names mirror `language_model.*` of the published checkpoints, so loading needs no
+renaming. RoPE uses HF's rotate-half layout; RMSNorm computes in fp32 like LlamaRMSNorm.
+
+Legend: B rows, T new tokens, S cache length, C hidden, H heads, Hkv kv heads, D head dim.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from janus_cli.config import LlamaConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class KVCache:
+    """Keys and values of every position so far, preallocated as (B, Hkv, S, D)."""
+
+    def __init__(self, rows: int, heads: int, length: int, head_dim: int, dtype, device):
+        shape = (rows, heads, length, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+
+    def update(self, pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        self.k.index_copy_(2, pos, k)  # k: (B, Hkv, T, D) written at positions pos (T,)
+        self.v.index_copy_(2, pos, v)
+        return self.k, self.v
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        c, d = cfg.hidden_size, cfg.head_dim
+        self.heads, self.kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
+        self.q_proj = nn.Linear(c, cfg.num_heads * d, bias=False)
+        self.k_proj = nn.Linear(c, cfg.num_kv_heads * d, bias=False)
+        self.v_proj = nn.Linear(c, cfg.num_kv_heads * d, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * d, c, bias=False)
+        self.cache: KVCache | None = None
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        k, v = self.cache.update(pos, k, v)  # (B, Hkv, S, D)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, enable_gqa=self.kv_heads != self.heads
+        )  # (B, H, T, D)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))  # (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Decoder(nn.Module):
+    """`language_model.model`: embeddings, blocks and the final norm."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class Llama(nn.Module):
+    """`language_model`: forward(embeds, pos) -> final-normed hidden states; never samples."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = Decoder(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.cache_length = 0
+
+    def setup_cache(self, rows: int, length: int) -> None:
+        """Allocate a KV cache of ROWS x LENGTH positions (replaces any previous one)."""
+        w = self.lm_head.weight
+        cfg = self.cfg
+        for layer in self.model.layers:
+            layer.self_attn.cache = KVCache(rows, cfg.num_kv_heads, length, cfg.head_dim, w.dtype, w.device)
+        inv_freq = 1.0 / cfg.rope_theta ** (
+            torch.arange(0, cfg.head_dim, 2, dtype=torch.int64, device=w.device).float() / cfg.head_dim
+        )
+        freqs = torch.arange(length, device=w.device).float()[:, None] * inv_freq[None, :]  # (S, D/2)
+        angles = torch.cat([freqs, freqs], dim=-1)  # (S, D): rotate-half pairs i and i + D/2
+        self.rope_cos, self.rope_sin = angles.cos(), angles.sin()
+        self.causal = torch.ones(length, length, dtype=torch.bool, device=w.device).tril()
+        self.cache_length = length
+
+    def expand_cache(self, index: Tensor) -> None:
+        """Re-lay cache rows: row i of the new cache is row index[i] of the old one.
+
+        Used to prefill each distinct prompt once and share its keys/values among many rows.
+        """
+        for layer in self.model.layers:
+            cache = layer.self_attn.cache
+            cache.k = cache.k.index_select(0, index)
+            cache.v = cache.v.index_select(0, index)
+
+    def forward(self, embeds: Tensor, pos: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Run T new tokens at positions POS through the decoder, updating the cache.
+
+        Args:
+            embeds: (B, T, C) input embeddings.
+            pos: (T,) int64 positions of these tokens (the same for every row).
+            key_mask: optional (B, S) bool, False for cached positions a row must not see
+                (JanusFlow's unconditional prompt).
+        Returns:
+            (B, T, C) hidden states after the final norm.
+        """
+        cos = self.rope_cos[pos].to(embeds.dtype)[None, None]  # (1, 1, T, D)
+        sin = self.rope_sin[pos].to(embeds.dtype)[None, None]
+        mask = self.causal[pos][None, None]  # (1, 1, T, S)
+        if key_mask is not None:
+            mask = mask & key_mask[:, None, None, :]  # (B, 1, T, S)
+        x = embeds
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, pos, mask)
+        return self.model.norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.lm_head(hidden).float()  # (B, T, V)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    return x * cos + rotate_half(x) * sin

@@ -1,0 +1,225 @@
+"""The SDXL-VAE decoder (diffusers `AutoencoderKL` layout): JanusFlow latents -> pixels.
+
+Only the decode path is built. Parameter names mirror the diffusers keys under
+`post_quant_conv.*` and `decoder.*`, so the checkpoint loads as-is; `_rename` drops the encoder
+half and accepts the old attention names (`query/key/value/proj_attn`) of older files.
+
+Legend: B images, C channels, H W spatial grid, T = H*W attention positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from janus_cli.checkpoints.read import read_state_dict
+from janus_cli.checkpoints.strict import load_strict
+from janus_cli.config import read_json
+from janus_cli.errors import CheckpointError, InputError
+
+EPS = 1e-6  # every GroupNorm of the SDXL VAE (diffusers' norm_eps)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The fields of a diffusers AutoencoderKL `config.json` that size the decoder."""
+
+    block_out_channels: tuple[int, ...]  # encoder order; the decoder walks it reversed
+    layers_per_block: int
+    latent_channels: int
+    norm_num_groups: int
+    out_channels: int
+    scaling_factor: float
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "config.json") -> VAEConfig:
+        """Parse and check a diffusers VAE config.
+
+        Args:
+            d: the parsed `config.json`.
+            where: file name used in error messages.
+        Returns:
+            The decoder config.
+        Raises:
+            CheckpointError: not a SiLU AutoencoderKL without latent shift, or a malformed field.
+        """
+        if d.get("_class_name") != "AutoencoderKL" or d.get("act_fn", "silu") != "silu":
+            raise CheckpointError(
+                f"{where}: expected a diffusers AutoencoderKL with act_fn silu, got "
+                f"{d.get('_class_name')!r} / {d.get('act_fn')!r}"
+            )
+        if d.get("shift_factor") is not None:
+            raise CheckpointError(f"{where}: shift_factor is set; this is not the SDXL VAE")
+        try:
+            return cls(
+                block_out_channels=tuple(int(c) for c in d["block_out_channels"]),
+                layers_per_block=int(d["layers_per_block"]),
+                latent_channels=int(d["latent_channels"]),
+                norm_num_groups=int(d["norm_num_groups"]),
+                out_channels=int(d["out_channels"]),
+                scaling_factor=float(d["scaling_factor"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: missing or malformed field {e}") from None
+
+
+class ResnetBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, plus a 1x1 shortcut when the width changes."""
+
+    def __init__(self, c_in: int, c_out: int, groups: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in, EPS), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out, EPS), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.conv_shortcut(x) + h
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over all H*W positions, with a residual."""
+
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.group_norm = nn.GroupNorm(groups, c, EPS)
+        self.to_q, self.to_k, self.to_v = nn.Linear(c, c), nn.Linear(c, c), nn.Linear(c, c)
+        self.to_out = nn.ModuleList([nn.Linear(c, c)])  # diffusers' key is `to_out.0`
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        n = self.group_norm(x).flatten(2).transpose(1, 2)  # (B, T, C)
+        q, k, v = (p(n)[:, None] for p in (self.to_q, self.to_k, self.to_v))  # (B, 1, T, C)
+        y = F.scaled_dot_product_attention(q, k, v)[:, 0]  # (B, T, C)
+        return x + self.to_out[0](y).transpose(1, 2).reshape(b, c, h, w)  # (B, C, H, W)
+
+
+class MidBlock(nn.Module):
+    def __init__(self, c: int, groups: int):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock(c, c, groups), ResnetBlock(c, c, groups)])
+        self.attentions = nn.ModuleList([Attention(c, groups)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.resnets[1](self.attentions[0](self.resnets[0](x)))
+
+
+class Upsample(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C, 2H, 2W)
+
+
+class UpBlock(nn.Module):
+    """`layers_per_block + 1` ResNets, then (except at full resolution) a x2 upsampler."""
+
+    def __init__(self, c_in: int, c_out: int, resnets: int, groups: int, upsample: bool):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock(c_in if i == 0 else c_out, c_out, groups) for i in range(resnets)
+        )
+        self.upsamplers = nn.ModuleList([Upsample(c_out)] if upsample else [])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in [*self.resnets, *self.upsamplers]:
+            x = layer(x)
+        return x
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        chans = cfg.block_out_channels[::-1]  # up_blocks[0] runs at the lowest resolution
+        g = cfg.norm_num_groups
+        self.conv_in = nn.Conv2d(cfg.latent_channels, chans[0], 3, padding=1)
+        self.mid_block = MidBlock(chans[0], g)
+        self.up_blocks = nn.ModuleList(
+            UpBlock(chans[max(i - 1, 0)], c, cfg.layers_per_block + 1, g, upsample=i < len(chans) - 1)
+            for i, c in enumerate(chans)
+        )
+        self.conv_norm_out = nn.GroupNorm(g, chans[-1], EPS)
+        self.conv_out = nn.Conv2d(chans[-1], cfg.out_channels, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.mid_block(self.conv_in(z))  # (B, C, h, w)
+        for block in self.up_blocks:
+            x = block(x)  # (B, C', 2h, 2w) until the last block
+        return self.conv_out(F.silu(self.conv_norm_out(x)))  # (B, 3, H, W)
+
+
+class VAEDecoder(nn.Module):
+    """`post_quant_conv` + `decoder` of an AutoencoderKL."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.post_quant_conv = nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1)
+        self.decoder = Decoder(cfg)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Decode flow latents into images.
+
+        Args:
+            z: (B, 4, h, w) latents as the sampler produces them (not yet divided by the
+                scaling factor; this method does that).
+        Returns:
+            (B, 3, 8h, 8w) images, nominally in [-1, 1] (not clipped), in the model's dtype.
+        """
+        x = (z / self.cfg.scaling_factor).to(self.post_quant_conv.weight.dtype)
+        return self.decoder(self.post_quant_conv(x))
+
+
+_OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def _rename(key: str) -> str | None:
+    """Checkpoint key -> parameter name; None for the encoder half, which decoding never uses."""
+    if key.startswith(("encoder.", "quant_conv.")):
+        return None
+    module, _, leaf = key.rpartition(".")  # e.g. decoder.mid_block.attentions.0.query / weight
+    parent, _, name = module.rpartition(".")
+    if ".attentions." in key and name in _OLD_ATTENTION:
+        return f"{parent}.{_OLD_ATTENTION[name]}.{leaf}"
+    return key
+
+
+def _as_linear(key: str, t: Tensor) -> Tensor:
+    """Old files store attention projections as 1x1 convs (C, C, 1, 1); we use Linear (C, C)."""
+    if ".attentions." in key and t.ndim == 4 and t.shape[2:] == (1, 1):
+        return t[:, :, 0, 0]
+    return t
+
+
+def load_vae(
+    folder: Path, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> VAEDecoder:
+    """Build the decoder on the meta device and strictly load a diffusers VAE folder into it.
+
+    Args:
+        folder: holds `config.json` and `diffusion_pytorch_model.safetensors` (bf16 or fp32).
+        dtype: compute dtype, bfloat16 or float32.
+        device: where the weights go.
+    Returns:
+        The decoder in eval mode, gradients off.
+    Raises:
+        InputError: dtype is float16, in which the SDXL VAE overflows.
+        CheckpointError: bad config, or weights that do not match it.
+    """
+    if dtype == torch.float16:
+        raise InputError("the SDXL VAE overflows in float16 (NaN images); use bfloat16 or float32")
+    folder = Path(folder)
+    cfg = VAEConfig.from_dict(read_json(folder / "config.json"), where=str(folder / "config.json"))
+    with torch.device("meta"):
+        model = VAEDecoder(cfg)
+    state = {k: _as_linear(k, t) for k, t in read_state_dict(folder).items()}
+    load_strict(model, state, where=str(folder), rename=_rename, dtype=dtype, device=device)
+    return model.eval().requires_grad_(False)

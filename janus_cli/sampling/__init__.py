@@ -1,0 +1,1 @@
+"""Sampling: small pure functions and generator loops that take models as arguments."""

@@ -1,0 +1,86 @@
+"""Shared fixtures: goldens, images, and tiny checkpoints materialized from their manifests.
+
+Checkpoints are synthesized once into tests/.cache (keyed by the manifest's hash), so a fresh
+clone pays ~10 s per checkpoint on the first run and nothing afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+CACHE = HERE / ".cache"
+sys.path.insert(0, str(HERE))
+
+from synth import materialize  # noqa: E402
+
+
+def checkpoint_dir(name: str) -> Path:
+    """The materialized fixture checkpoint NAME (synthesized on first use)."""
+    src = FIXTURES / "checkpoints" / name
+    digest = hashlib.sha256((src / "manifest.json").read_bytes()).hexdigest()[:12]
+    out = CACHE / f"{name}-{digest}"
+    if not out.is_dir():
+        CACHE.mkdir(exist_ok=True)
+        materialize(src, out)
+    return out
+
+
+def golden_json(name: str) -> dict:
+    return json.loads((FIXTURES / "goldens" / f"{name}.json").read_text())
+
+
+def golden_tensors(name: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(FIXTURES / "goldens" / f"{name}.safetensors"))
+
+
+def image_path(name: str) -> Path:
+    return FIXTURES / "images" / name
+
+
+def assert_close(actual, golden, rel: float = 1e-4) -> None:
+    """The README's tolerance: max |diff| <= rel * max(1, max |golden|)."""
+    golden = golden.float()
+    bound = rel * max(1.0, golden.abs().max().item())
+    diff = (actual.float() - golden).abs().max().item()
+    assert diff <= bound, f"max |diff| {diff:.3g} > {bound:.3g}"
+
+
+def assert_uint8_close(actual, golden) -> None:
+    """uint8 images after truncation: max |diff| <= 1 on < 0.1 % of the values."""
+    diff = (actual.int() - golden.int()).abs()
+    assert diff.max().item() <= 1, f"max |diff| {diff.max().item()}"
+    frac = (diff > 0).float().mean().item()
+    assert frac < 1e-3, f"{frac:.4%} of values differ"
+
+
+@pytest.fixture(scope="session")
+def components() -> dict:
+    return golden_tensors("components")
+
+
+def vae_full_dir() -> Path:
+    """The full-size SDXL-VAE of the `sdxl_vae_full` golden: weights + config.json, cached."""
+    import shutil
+
+    from synth import write_weights
+
+    manifest = FIXTURES / "goldens" / "sdxl_vae_full.manifest.json"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
+    out = CACHE / f"sdxl_vae_full-{digest}"
+    if not out.is_dir():
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        write_weights(json.loads(manifest.read_text()), tmp)
+        (tmp / "config.json").write_text(json.dumps(golden_json("sdxl_vae_full")["config"]))
+        tmp.rename(out)
+    return out

@@ -35,7 +35,10 @@ def hidden() -> int:
 
 
 def _entries(manifest: dict, prefix: str) -> dict[str, tuple[int, ...]]:
-    return {t["key"][len(prefix) :]: tuple(t["shape"]) for t in manifest["tensors"] if t["key"].startswith(prefix)}
+    """Manifest entries under PREFIX, keyed by the name after it."""
+    n = len(prefix)
+    tensors = [t for t in manifest["tensors"] if t["key"].startswith(prefix)]
+    return {t["key"][n:]: tuple(t["shape"]) for t in tensors}
 
 
 @pytest.mark.parametrize("cls, prefix", [(ShallowUViTEncoder, ENC), (ShallowUViTDecoder, DEC)])
@@ -102,8 +105,9 @@ def test_convnext_block_by_hand():
 
 @torch.inference_mode()
 def test_time_embedding_matches_official(manifest, hidden):
-    """Step 0 (t = 0) of the janusflow-1.3b-tiny golden run, weights synthesized from the manifest."""
-    state = {k: synth_tensor(ENC + k, shape, manifest["seed"]) for k, shape in _entries(manifest, ENC).items()}
+    """Step 0 (t = 0) of the janusflow-1.3b-tiny golden; weights synthesized from the manifest."""
+    seed = manifest["seed"]
+    state = {k: synth_tensor(ENC + k, shape, seed) for k, shape in _entries(manifest, ENC).items()}
     with torch.device("meta"):
         enc = ShallowUViTEncoder(FlowConfig(), hidden)
     load_strict(enc, state, where="test", dtype=torch.float32)

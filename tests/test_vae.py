@@ -30,7 +30,8 @@ def _copy_with(src, dst, state: dict) -> None:
     """A VAE folder at DST with SRC's config and STATE as its weights."""
     dst.mkdir()
     shutil.copy(src / "config.json", dst / "config.json")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(dst / "diffusion_pytorch_model.safetensors"))
+    state = {k: v.contiguous() for k, v in state.items()}
+    save_file(state, str(dst / "diffusion_pytorch_model.safetensors"))
 
 
 @pytest.mark.slow

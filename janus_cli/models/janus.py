@@ -35,6 +35,10 @@ class JanusModel(nn.Module):
         """(B, 3, 384, 384) -> (B, 576, C): what replaces the `<image_placeholder>` embeddings."""
         return self.aligner(self.vision_model(pixels))
 
+    def image_slots(self, ids: Tensor, special) -> Tensor:
+        """(B, T) bool: the positions image features go to (the 576 placeholders per image)."""
+        return ids == special.image
+
     def embed_prompt(self, ids: Tensor, pixels: Tensor | None, image_mask: Tensor | None) -> Tensor:
         """Token embeddings with the image slots overwritten, in order, by image features.
 

@@ -133,8 +133,9 @@ class ShallowUViTEncoder(nn.Module):
             x_emb (B, C, h, w), which is also the long skip for the decoder, and
             t_emb (B, D), the LLM's time token and the ConvNeXt conditioning.
         """
-        dtype = self.in_conv.weight.dtype
-        t_emb = self.time_embed(timestep_embedding(t, self.in_conv.out_channels).to(dtype))  # (B, D)
+        dtype = self.in_conv.weight.dtype  # the sinusoid is computed in float32
+        s = timestep_embedding(t, self.in_conv.out_channels).to(dtype)  # (B, C)
+        t_emb = self.time_embed(s)  # (B, D)
         x = self.in_conv(z)  # (B, C, h, w)
         return self.mid_block(x, t_emb), t_emb
 

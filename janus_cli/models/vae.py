@@ -38,13 +38,8 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config.json") -> VAEConfig:
-        """Parse and check a diffusers VAE config.
+        """Parse and check D, the parsed `config.json` at WHERE (named in errors).
 
-        Args:
-            d: the parsed `config.json`.
-            where: file name used in error messages.
-        Returns:
-            The decoder config.
         Raises:
             CheckpointError: not a SiLU AutoencoderKL without latent shift, or a malformed field.
         """
@@ -73,8 +68,10 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, groups: int):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(groups, c_in, EPS), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm2, self.conv2 = nn.GroupNorm(groups, c_out, EPS), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(groups, c_in, EPS)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, c_out, EPS)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -142,8 +139,9 @@ class Decoder(nn.Module):
         g = cfg.norm_num_groups
         self.conv_in = nn.Conv2d(cfg.latent_channels, chans[0], 3, padding=1)
         self.mid_block = MidBlock(chans[0], g)
+        n = cfg.layers_per_block + 1
         self.up_blocks = nn.ModuleList(
-            UpBlock(chans[max(i - 1, 0)], c, cfg.layers_per_block + 1, g, upsample=i < len(chans) - 1)
+            UpBlock(chans[max(i - 1, 0)], c, n, g, upsample=i < len(chans) - 1)
             for i, c in enumerate(chans)
         )
         self.conv_norm_out = nn.GroupNorm(g, chans[-1], EPS)
@@ -192,13 +190,6 @@ def _rename(key: str) -> str | None:
     return key
 
 
-def _as_linear(key: str, t: Tensor) -> Tensor:
-    """Old files store attention projections as 1x1 convs (C, C, 1, 1); we use Linear (C, C)."""
-    if ".attentions." in key and t.ndim == 4 and t.shape[2:] == (1, 1):
-        return t[:, :, 0, 0]
-    return t
-
-
 def load_vae(
     folder: Path, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
 ) -> VAEDecoder:
@@ -220,6 +211,9 @@ def load_vae(
     cfg = VAEConfig.from_dict(read_json(folder / "config.json"), where=str(folder / "config.json"))
     with torch.device("meta"):
         model = VAEDecoder(cfg)
-    state = {k: _as_linear(k, t) for k, t in read_state_dict(folder).items()}
+    state = read_state_dict(folder)
+    for k, t in state.items():
+        if ".attentions." in k and t.ndim == 4:  # old files: 1x1 convs (C, C, 1, 1)
+            state[k] = t.flatten(1)  # (C, C) for our Linear projections
     load_strict(model, state, where=str(folder), rename=_rename, dtype=dtype, device=device)
     return model.eval().requires_grad_(False)

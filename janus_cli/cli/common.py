@@ -1,0 +1,102 @@
+"""What every command shares: options, error handling, model loading, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+DEBUG = False
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+RUNTIME = "Runtime"
+SAMPLING = "Sampling"
+OUTPUT = "Output"
+
+Model = Annotated[str, typer.Option("--model", "-m", envvar="JANUS_MODEL", rich_help_panel=RUNTIME,
+    help="Checkpoint: a folder, a hub repo id, or an alias (janus-pro-1b, janus-pro-7b, janus-1.3b, janusflow-1.3b).")]  # fmt: skip
+Device = Annotated[str, typer.Option("--device", envvar="JANUS_DEVICE", rich_help_panel=RUNTIME,
+    help="auto, cpu, cuda or mps.")]  # fmt: skip
+Dtype = Annotated[str, typer.Option("--dtype", envvar="JANUS_DTYPE", rich_help_panel=RUNTIME,
+    help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), bfloat16 or float32. float16 is refused.")]  # fmt: skip
+Revision = Annotated[str | None, typer.Option("--revision", rich_help_panel=RUNTIME, help="Hub revision (branch, tag or commit).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT, help="No progress or timing on stderr.")]
+Json = Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print JSON on stdout instead of plain text.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn user errors into one `error: ...` line and a non-zero exit (tracebacks with --debug)."""
+    from janus_cli.errors import JanusError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except JanusError as e:
+        if DEBUG:
+            traceback.print_exc()
+        raise fail(str(e), e.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except MemoryError:
+        raise fail("out of memory: lower --batch-size or -n, or use --dtype bfloat16", 5) from None
+    except Exception as e:
+        if DEBUG:
+            traceback.print_exc()
+            raise typer.Exit(70) from None
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise fail(f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)", 70) from None
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and err.is_terminal
+
+
+def progress_bar(quiet: bool):
+    """A Rich progress bar on stderr; a disabled one when stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=err, disable=not show_progress(quiet), transient=True,
+    )  # fmt: skip
+
+
+def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool):
+    """Resolve, download if needed, and load the checkpoint REF (status on stderr)."""
+    import time
+
+    from janus_cli.checkpoints.hub import resolve
+    from janus_cli.pipelines.session import open_session
+    from janus_cli.runtime import choose_device, choose_dtype
+
+    dev = choose_device(device)
+    dt = choose_dtype(dtype, dev)
+    folder = resolve(ref, revision, progress=show_progress(quiet))
+    t0 = time.perf_counter()
+    with err.status(f"loading {ref}", spinner="dots") if show_progress(quiet) else contextlib.nullcontext():
+        session = open_session(ref, folder, dev, dt)
+    if not quiet:
+        name = str(dt).removeprefix("torch.")
+        err.print(f"loaded {ref} ({name}, {dev.type}) in {time.perf_counter() - t0:.1f}s", markup=False)
+    return session
+
+
+def read_lines(arg: str) -> list[str]:
+    """ARG, or one item per non-empty line of stdin when ARG is `-`."""
+    if arg != "-":
+        return [arg]
+    if sys.stdin.isatty():
+        raise fail("`-` reads from stdin, but stdin is a terminal")
+    return [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]

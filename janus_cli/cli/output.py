@@ -1,0 +1,57 @@
+"""Where generated images go: directory or name template, PNG metadata, JSON records."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+from janus_cli.errors import InputError
+
+DEFAULT_NAME = "{slug}{run}-{i:03d}.png"  # {run} is "" or "-2", "-3", ... for a fresh set of names
+
+
+def slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:limit].rstrip("-") or "image"
+
+
+def plan_paths(output: str, records: list[dict], overwrite: bool) -> list[Path]:
+    """One path per planned image from OUTPUT (a folder, or a template with {i}, {seed},
+    {slug}, {model}, {date}); refuses before any work if a path exists or repeats."""
+    if "{" in output or output.lower().endswith(".png"):
+        paths = _fill(output, records, run="")
+    else:  # a folder: number the run so that nothing is overwritten and names sort by index
+        template = str(Path(output) / DEFAULT_NAME)
+        run = 1
+        paths = _fill(template, records, run="")
+        while not overwrite and any(p.exists() for p in paths):
+            run += 1
+            paths = _fill(template, records, run=f"-{run}")
+    if len(set(paths)) != len(paths):
+        raise InputError(f"-o {output}: the template gives several images the same name; add {{i}}")
+    if not overwrite:
+        for p in paths:
+            if p.exists():
+                raise InputError(f"{p}: exists (use --overwrite to replace it, or another -o)")
+    return paths
+
+
+def _fill(template: str, records: list[dict], run: str) -> list[Path]:
+    date = datetime.date.today().isoformat()
+    try:
+        return [
+            Path(template.format(i=r["index"], seed=r["seed"], slug=slug(r["prompt"]), model=slug(r["model"]), date=date, run=run))
+            for r in records
+        ]
+    except (KeyError, IndexError, ValueError) as e:
+        raise InputError(f"-o {template}: bad name template ({e}); fields are {{i}} {{seed}} {{slug}} {{model}} {{date}}") from None
+
+
+def png_metadata(record: dict) -> dict[str, str]:
+    """PNG text chunks: each setting as its own key, plus the whole record as JSON."""
+    import json
+
+    meta = {k: str(v) for k, v in record.items() if v is not None and k != "path"}
+    meta["janus-cli"] = json.dumps({k: v for k, v in record.items() if k != "path"}, ensure_ascii=False)
+    return meta

@@ -1,0 +1,1 @@
+"""Pipelines: prompt/image in, typed events out. No printing, no progress bars."""

@@ -1,0 +1,38 @@
+"""Events the pipelines yield; the CLI renders them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Step:
+    """One step of a long loop (token or Euler step) finished."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class ImageReady:
+    index: int  # position in the run (0-based), names the output file
+    seed: int  # the seed that re-makes this image alone
+    prompt: str
+    pixels: np.ndarray  # (H, W, 3) uint8
+
+
+@dataclass
+class TextDelta:
+    """New text of one answer, as it is decoded (only for single-row runs)."""
+
+    index: int
+    text: str
+
+
+@dataclass
+class TextReady:
+    index: int
+    text: str
+    tokens: int

@@ -1,0 +1,82 @@
+"""Understanding: images + question -> SigLIP -> LLM -> streamed answer (all four models)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from janus_cli.errors import InputError
+from janus_cli.imageio import preprocess
+from janus_cli.pipelines.events import TextDelta, TextReady
+from janus_cli.pipelines.session import Session
+from janus_cli.prompts import IMAGE_TAG, understanding_ids
+from janus_cli.runtime import make_generator
+from janus_cli.sampling.logits import make_sampler
+from janus_cli.sampling.text import generate_text
+
+
+@dataclass(frozen=True)
+class DescribeSettings:
+    question: str = "Describe this image in detail."
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float | None = None
+    seed: int = 0
+    batch_size: int = 4
+
+
+def conversation(question: str, n_images: int) -> str:
+    """The user message: QUESTION, with one image tag per image put in front unless the
+    question already places its own tags."""
+    if IMAGE_TAG in question:
+        if question.count(IMAGE_TAG) != n_images:
+            raise InputError(f"the question has {question.count(IMAGE_TAG)} {IMAGE_TAG} tags for {n_images} images")
+        return question
+    return IMAGE_TAG * n_images + "\n" + question
+
+
+def describe(session: Session, groups: list[list[Image.Image]], s: DescribeSettings) -> Iterator[TextDelta | TextReady]:
+    """Answer S.question about each group of images (a group shares one conversation).
+
+    Groups whose prompts have the same length run together, S.batch_size at a time. Answers
+    are streamed as TextDelta when a batch holds a single row.
+    """
+    tok, model = session.tokenizer, session.model
+    n_tokens = session.config.image_tokens
+    prompts = [understanding_ids(tok, [conversation(s.question, len(g))], n_tokens) for g in groups]
+    room = session.config.llm.context_length - max(len(p) for p in prompts)
+    if room < 1:
+        raise InputError(f"the prompt is {max(len(p) for p in prompts)} tokens, over the {session.config.llm.context_length}-token context")
+    max_tokens = min(s.max_tokens, room)
+    order = sorted(range(len(groups)), key=lambda i: len(prompts[i]))
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) == s.batch_size or len(prompts[current[0]]) != len(prompts[i])):
+            batches.append(current)
+            current = []
+        current.append(i)
+    batches.append(current)
+    for batch in batches:
+        ids = torch.tensor([prompts[i] for i in batch], device=session.device)  # (B, T)
+        pixels = torch.stack([preprocess(img, session.preprocess) for i in batch for img in groups[i]])
+        with torch.inference_mode():
+            embeds = model.embed_prompt(ids, pixels.to(session.device), model.image_slots(ids, tok.special))
+        sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(s.seed + i) for i in batch])
+        answers: list[list[int]] = [[] for _ in batch]
+        finished = [False] * len(batch)
+        shown = ""
+        for step_ids in generate_text(model.language_model, embeds, max_tokens, sampler, tok.special.eos):
+            for row, t in enumerate(step_ids.tolist()):
+                finished[row] = finished[row] or t == tok.special.eos
+                if not finished[row]:
+                    answers[row].append(t)
+            if len(batch) == 1:
+                text = tok.decode(answers[0])
+                if not text.endswith("\ufffd") and len(text) > len(shown):
+                    yield TextDelta(batch[0], text[len(shown) :])
+                    shown = text
+        for row, i in enumerate(batch):
+            yield TextReady(i, tok.decode(answers[row]), len(answers[row]))

@@ -1,0 +1,46 @@
+"""A loaded checkpoint: model, tokenizer and preprocessing, ready for the pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from janus_cli.checkpoints.load import load_model
+from janus_cli.config import JanusConfig, read_json
+from janus_cli.errors import InputError
+from janus_cli.imageio import PreprocessConfig
+from janus_cli.tokenizer import Tokenizer
+
+COMMAND_FOR_FAMILY = {"janus": "janus generate", "janusflow": "janus flow-generate"}
+
+
+@dataclass
+class Session:
+    name: str  # what the user passed to -m
+    folder: Path
+    config: JanusConfig
+    model: nn.Module
+    tokenizer: Tokenizer
+    preprocess: PreprocessConfig
+    device: torch.device
+    dtype: torch.dtype
+
+    def require(self, family: str, command: str) -> None:
+        """Refuse a command the checkpoint's family cannot run, naming the right one."""
+        if self.config.family != family:
+            raise InputError(
+                f"{self.name} is a {self.config.family} checkpoint: `{command}` needs a {family} model; "
+                f"use `{COMMAND_FOR_FAMILY[self.config.family]}` instead"
+            )
+
+
+def open_session(name: str, folder: Path, device: torch.device, dtype: torch.dtype) -> Session:
+    cfg = JanusConfig.from_file(folder / "config.json")
+    tok = Tokenizer(folder, flow=cfg.family == "janusflow")
+    pre = folder / "preprocessor_config.json"
+    preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
+    model = load_model(folder, dtype=dtype, device=device)
+    return Session(name, folder, cfg, model, tok, preprocess, device, dtype)

@@ -20,8 +20,9 @@ app.command(no_args_is_help=True)(describe)
 app.command(no_args_is_help=True)(generate)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", envvar="JANUS_DEBUG", help="Show tracebacks on errors."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
@@ -30,8 +31,32 @@ def _root(
 
         typer.echo(__version__)
         raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
     common.DEBUG = debug
 
 
 def main() -> None:
-    app()
+    """Console entry point: usage errors become one `error: ...` line (exit 2), like all errors."""
+    try:
+        from typer._click import exceptions as cx  # typer >= 0.22 vendors click
+    except ImportError:
+        from click import exceptions as cx
+
+    try:
+        code = app(standalone_mode=False)
+    except cx.NoArgsIsHelpError as e:  # a bare command shows its help; not an error
+        if e.format_message().strip():  # Rich help is printed while the error is built
+            typer.echo(e.format_message())
+        code = 0
+    except cx.UsageError as e:
+        common.err.print(f"error: {e.format_message()}", markup=False)
+        code = 2
+    except cx.ClickException as e:
+        common.err.print(f"error: {e.format_message()}", markup=False)
+        code = e.exit_code
+    except typer.Abort:
+        common.err.print("error: aborted", markup=False)
+        code = 130
+    raise SystemExit(code or 0)

@@ -87,7 +87,7 @@ def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: b
     t0 = time.perf_counter()
     with err.status(f"loading {ref}", spinner="dots") if show_progress(quiet) else contextlib.nullcontext():
         session = open_session(ref, folder, dev, dt)
-    if not quiet:
+    if show_progress(quiet):
         name = str(dt).removeprefix("torch.")
         err.print(f"loaded {ref} ({name}, {dev.type}) in {time.perf_counter() - t0:.1f}s", markup=False)
     return session

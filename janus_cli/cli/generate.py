@@ -50,6 +50,8 @@ def generate(
         if not prompts or any(not p.strip() for p in prompts):
             raise common.fail("empty prompt")
         seed = secrets.randbelow(2**31) if seed is None else seed
+        planned = [{"index": j * n + k, "seed": seed + k, "prompt": p, "model": model} for j, p in enumerate(prompts) for k in range(n)]
+        paths = plan_paths(output, planned, overwrite)
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janus", "janus generate")
         from janus_cli.imageio import save_png
@@ -61,8 +63,6 @@ def generate(
         settings = GenerateSettings(n=n, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size)
         base = {"model": model, "revision": revision, "cfg": cfg, "temperature": temperature, "top_k": top_k,
                 "top_p": top_p, "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {_version()}"}  # fmt: skip
-        planned = [{"index": j * n + k, "seed": seed + k, "prompt": p, "model": model} for j, p in enumerate(prompts) for k in range(n)]
-        paths = plan_paths(output, planned, overwrite)
         if not quiet:
             common.err.print(f"seed {seed}", markup=False)
         records, t0 = [], time.perf_counter()

@@ -62,3 +62,14 @@ def test_grouped_query_attention_runs():
     llm = tiny_llama(cfg)
     llm.setup_cache(rows=1, length=4)
     assert llm(torch.randn(1, 4, 64), torch.arange(4)).shape == (1, 4, 64)
+
+
+@torch.inference_mode()
+def test_reading_only_the_used_cache_changes_nothing():
+    llm = tiny_llama()
+    x = torch.randn(2, 9, 64)
+    llm.setup_cache(rows=2, length=32)
+    full = [llm(x[:, :5], torch.arange(5))] + [llm(x[:, t : t + 1], torch.tensor([t])) for t in range(5, 9)]
+    llm.setup_cache(rows=2, length=32)
+    used = [llm(x[:, :5], torch.arange(5), used=5)] + [llm(x[:, t : t + 1], torch.tensor([t]), used=t + 1) for t in range(5, 9)]
+    torch.testing.assert_close(torch.cat(used, 1), torch.cat(full, 1), rtol=1e-5, atol=1e-5)

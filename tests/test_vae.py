@@ -10,8 +10,8 @@ from conftest import assert_close, checkpoint_dir, golden_tensors, vae_full_dir
 from safetensors.torch import save_file
 
 from janus_cli.checkpoints.read import read_state_dict
+from janus_cli.checkpoints.vae import load_vae, vae_config
 from janus_cli.errors import CheckpointError, InputError
-from janus_cli.models.vae import VAEConfig, load_vae
 
 TINY = "janusflow-1.3b-tiny-vae"
 
@@ -100,9 +100,9 @@ def test_config_must_be_autoencoderkl():
         "out_channels": 3,
         "scaling_factor": 0.13025,
     }
-    assert VAEConfig.from_dict(good).block_out_channels == (32, 64)
+    assert vae_config(good).block_out_channels == (32, 64)
     for bad in ({"_class_name": "AutoencoderTiny"}, {"act_fn": "gelu"}, {"shift_factor": 0.1}):
         with pytest.raises(CheckpointError):
-            VAEConfig.from_dict({**good, **bad})
+            vae_config({**good, **bad})
     with pytest.raises(CheckpointError, match="scaling_factor"):
-        VAEConfig.from_dict({k: v for k, v in good.items() if k != "scaling_factor"})
+        vae_config({k: v for k, v in good.items() if k != "scaling_factor"})

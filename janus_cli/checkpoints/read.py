@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,13 +88,19 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path}: refused to load: the pickle holds objects other than tensors "
-            f"(nothing was executed; {_first_line(e)})"
+            f"(nothing was executed{_blocked_global(e)}); do not load this file with other tools"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable or truncated .bin file ({_first_line(e)})") from None
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
     return obj
+
+
+def _blocked_global(e: BaseException) -> str:
+    """The global torch refused, e.g. `posix.system` (never PyTorch's advice to unpickle it)."""
+    found = re.search(r"GLOBAL (\S+)", str(e))
+    return f"; it calls {found.group(1)}" if found else ""
 
 
 def _first_line(e: BaseException) -> str:

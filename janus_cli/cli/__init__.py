@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from janus_cli.cli import common
+from janus_cli.cli.convert import convert
 from janus_cli.cli.describe import describe
+from janus_cli.cli.flow import flow_generate
 from janus_cli.cli.generate import generate
+from janus_cli.cli.models import models
 
 app = typer.Typer(
     name="janus",
@@ -18,6 +21,9 @@ app = typer.Typer(
 )
 app.command(no_args_is_help=True)(describe)
 app.command(no_args_is_help=True)(generate)
+app.command("flow-generate", no_args_is_help=True)(flow_generate)
+app.command(no_args_is_help=True)(convert)
+app.add_typer(models)
 
 
 @app.callback(invoke_without_command=True)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
+from janus_cli.cli import common, images
 from janus_cli.cli.common import OUTPUT, SAMPLING
-from janus_cli.cli.output import plan_paths, png_metadata
 
 
 def generate(
@@ -40,52 +38,22 @@ def generate(
 
       cat prompts.txt | janus generate - --json
     """
-    import secrets
-    import time
-
     with common.handle_errors():
         if top_p is not None and top_p <= 0:
             raise common.fail("--top-p must be in (0, 1]")
-        prompts = common.read_lines(prompt)
-        if not prompts or any(not p.strip() for p in prompts):
-            raise common.fail("empty prompt")
-        seed = secrets.randbelow(2**31) if seed is None else seed
-        planned = [{"index": j * n + k, "seed": seed + k, "prompt": p, "model": model} for j, p in enumerate(prompts) for k in range(n)]
-        paths = plan_paths(output, planned, overwrite)
+        prompts = images.read_prompts(prompt)
+        seed = images.pick_seed(seed)
+        paths = images.plan_images(prompts, n, lambda k: seed + k, model, output, overwrite)
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janus", "janus generate")
-        from janus_cli.imageio import save_png
-        from janus_cli.pipelines.events import ImageReady, Step
         from janus_cli.pipelines.text_to_image import GenerateSettings, generate_images, prompt_ids
 
         for p in prompts:
             prompt_ids(session, p)  # fail on an over-long prompt before any work
         settings = GenerateSettings(n=n, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, batch_size=batch_size)
         base = {"model": model, "revision": revision, "cfg": cfg, "temperature": temperature, "top_k": top_k,
-                "top_p": top_p, "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {_version()}"}  # fmt: skip
-        if not quiet:
-            common.err.print(f"seed {seed}", markup=False)
-        records, t0 = [], time.perf_counter()
-        with common.progress_bar(quiet) as bar:
-            task = bar.add_task("generating", total=len(planned) * session.config.image_tokens)
-            for j, p in enumerate(prompts):
-                for event in generate_images(session, p, settings, first_index=j * n):
-                    if isinstance(event, Step):
-                        bar.update(task, completed=j * n * session.config.image_tokens + event.done)
-                    elif isinstance(event, ImageReady):
-                        record = {**base, "prompt": p, "seed": event.seed, "index": event.index, "path": str(paths[event.index])}
-                        save_png(event.pixels, paths[event.index], png_metadata(record), overwrite)
-                        records.append(record)
-                        if not as_json:
-                            typer.echo(record["path"])
-        seconds = time.perf_counter() - t0
-        if as_json:
-            typer.echo(json.dumps({"images": records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
-        if not quiet:
-            common.err.print(f"{len(records)} images in {seconds:.1f}s ({len(records) / seconds:.3f} images/s)", markup=False)
-
-
-def _version() -> str:
-    from janus_cli import __version__
-
-    return __version__
+                "top_p": top_p, "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
+        images.write_images(
+            prompts, n, session.config.image_tokens, lambda j, p: generate_images(session, p, settings, first_index=j * n),
+            paths, base, seed, as_json, quiet, overwrite,
+        )  # fmt: skip

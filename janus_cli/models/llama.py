@@ -35,10 +35,12 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
-    def update(self, pos: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        self.k.index_copy_(2, pos, k)  # k: (B, Hkv, T, D) written at positions pos (T,)
+    def update(self, pos: Tensor, k: Tensor, v: Tensor, used: int | None) -> tuple[Tensor, Tensor]:
+        """Write k, v (B, Hkv, T, D) at positions POS (T,); return the first USED positions
+        (all when None) as (B, Hkv, S, D)."""
+        self.k.index_copy_(2, pos, k)
         self.v.index_copy_(2, pos, v)
-        return self.k, self.v
+        return self.k[:, :, :used], self.v[:, :, :used]
 
 
 class Attention(nn.Module):
@@ -52,13 +54,13 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.num_heads * d, c, bias=False)
         self.cache: KVCache | None = None
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
-        k, v = self.cache.update(pos, k, v)  # (B, Hkv, S, D)
+        k, v = self.cache.update(pos, k, v, used)  # (B, Hkv, S, D)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, enable_gqa=self.kv_heads != self.heads
         )  # (B, H, T, D)
@@ -84,8 +86,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask, used)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -134,7 +136,7 @@ class Llama(nn.Module):
             cache.k = cache.k.index_select(0, index)
             cache.v = cache.v.index_select(0, index)
 
-    def forward(self, embeds: Tensor, pos: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    def forward(self, embeds: Tensor, pos: Tensor, key_mask: Tensor | None = None, used: int | None = None) -> Tensor:
         """Run T new tokens at positions POS through the decoder, updating the cache.
 
         Args:
@@ -142,17 +144,22 @@ class Llama(nn.Module):
             pos: (T,) int64 positions of these tokens (the same for every row).
             key_mask: optional (B, S) bool, False for cached positions a row must not see
                 (JanusFlow's unconditional prompt).
+            used: optional number of cache positions filled after this call (pos[-1] + 1),
+                given as a Python int so attention reads only those, without a device sync.
+                A single new token then needs no mask at all.
         Returns:
             (B, T, C) hidden states after the final norm.
         """
         cos = self.rope_cos[pos].to(embeds.dtype)[None, None]  # (1, 1, T, D)
         sin = self.rope_sin[pos].to(embeds.dtype)[None, None]
-        mask = self.causal[pos][None, None]  # (1, 1, T, S)
-        if key_mask is not None:
-            mask = mask & key_mask[:, None, None, :]  # (B, 1, T, S)
+        mask = None
+        if key_mask is not None or used is None or embeds.shape[1] > 1:
+            mask = self.causal[pos, :used][None, None]  # (1, 1, T, S)
+            if key_mask is not None:
+                mask = mask & key_mask[:, None, None, :used]  # (B, 1, T, S)
         x = embeds
         for layer in self.model.layers:
-            x = layer(x, cos, sin, pos, mask)
+            x = layer(x, cos, sin, pos, mask, used)
         return self.model.norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:

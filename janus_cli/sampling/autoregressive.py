@@ -39,7 +39,7 @@ def generate_image_tokens(
     llm.setup_cache(rows=distinct.shape[0], length=length + steps)
     positions = torch.arange(length + steps, device=device)
 
-    hidden = llm(llm.model.embed_tokens(distinct), positions[:length])[:, -1]  # (P, C)
+    hidden = llm(llm.model.embed_tokens(distinct), positions[:length], used=length)[:, -1]  # (P, C)
     rows = torch.arange(distinct.shape[0], device=device).repeat_interleave(n)  # [0]*N + [1]*N
     llm.expand_cache(rows)
     hidden = hidden[rows]  # (P*N, C)
@@ -51,4 +51,5 @@ def generate_image_tokens(
         yield codes
         if step + 1 < steps:  # the last code is never fed back
             x = model.code_embeds(codes.repeat(distinct.shape[0])[:, None])  # (P*N, 1, C)
-            hidden = llm(x, positions[length + step : length + step + 1])[:, -1]
+            end = length + step + 1
+            hidden = llm(x, positions[end - 1 : end], used=end)[:, -1]

@@ -21,7 +21,7 @@ def generate_text(llm, embeds: Tensor, max_tokens: int, sampler: Sampler, eos: i
     b, t, _ = embeds.shape
     llm.setup_cache(rows=b, length=t + max_tokens)
     positions = torch.arange(t + max_tokens, device=embeds.device)
-    hidden = llm(embeds, positions[:t])[:, -1]  # (B, C)
+    hidden = llm(embeds, positions[:t], used=t)[:, -1]  # (B, C)
     done = torch.zeros(b, dtype=torch.bool, device=embeds.device)
     for step in range(max_tokens):
         ids = sampler(llm.logits(hidden)).masked_fill(done, eos)  # (B,)
@@ -29,4 +29,5 @@ def generate_text(llm, embeds: Tensor, max_tokens: int, sampler: Sampler, eos: i
         done |= ids == eos
         if bool(done.all()) or step + 1 == max_tokens:
             return
-        hidden = llm(llm.model.embed_tokens(ids[:, None]), positions[t + step : t + step + 1])[:, -1]
+        end = t + step + 1
+        hidden = llm(llm.model.embed_tokens(ids[:, None]), positions[end - 1 : end], used=end)[:, -1]

@@ -1,0 +1,70 @@
+"""`janus convert`: rewrite a checkpoint as verified safetensors in the published layout."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from janus_cli.cli import common
+
+DTYPES = ("bfloat16", "float32")
+
+
+def convert(
+    src: Annotated[str, typer.Argument(help="Checkpoint: a folder, a hub repo id (deepseek-community/* too), or an alias.")],
+    dst: Annotated[str, typer.Argument(help="Output folder (created; must be empty unless --overwrite).")],
+    dtype: Annotated[str | None, typer.Option("--dtype", help="Cast floating tensors: bfloat16 or float32 (default: keep).")] = None,
+    max_shard_size: Annotated[str, typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size.")] = "5GB",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty DST (only once the new one is verified).")] = False,
+    as_json: common.Json = False,
+    quiet: common.Quiet = False,
+    revision: common.Revision = None,
+) -> None:
+    """Convert a checkpoint to safetensors, verify every tensor bit for bit, print DST.
+
+    Reads .bin (no pickled code runs), sharded .bin, safetensors, and deepseek-community/* (mapped back).
+
+    [b]Examples[/b]
+
+      janus convert janus-pro-7b ~/models/janus-pro-7b-st
+
+      janus convert deepseek-community/Janus-Pro-1B ./pro-1b --dtype bfloat16
+    """
+    import time
+    from pathlib import Path
+
+    with common.handle_errors():
+        if dtype is not None and dtype not in DTYPES:
+            raise common.fail(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        from janus_cli.checkpoints.convert import convert as run, parse_size
+        from janus_cli.checkpoints.hub import resolve
+
+        shard = parse_size(max_shard_size)
+        folder = resolve(src, revision, progress=common.show_progress(quiet))
+        import torch
+
+        t0 = time.perf_counter()
+        with common.err.status("converting", spinner="dots") if common.show_progress(quiet) else _null() as spin:
+            status = (lambda s: spin.update(s)) if spin is not None else (lambda s: None)
+            result = run(folder, Path(dst), dtype=getattr(torch, dtype) if dtype else None,
+                         max_shard_bytes=shard, overwrite=overwrite, status=status)  # fmt: skip
+        seconds = time.perf_counter() - t0
+        if as_json:
+            doc = {"path": str(result.folder), "source": str(folder), "source_layout": result.layout,
+                   "files": list(result.files), "tensors": result.tensors, "bytes": result.bytes,
+                   "dtype": dtype, "seconds": round(seconds, 3)}  # fmt: skip
+            typer.echo(json.dumps(doc, indent=2))
+        else:
+            typer.echo(str(result.folder))
+        if not quiet:
+            gb = result.bytes / 1e9
+            common.err.print(f"{result.tensors} tensors ({gb:.2f} GB) in {len(result.files)} file(s), "
+                             f"verified, in {seconds:.1f}s", markup=False)  # fmt: skip
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext(None)

@@ -1,0 +1,120 @@
+"""Rectified-flow sampling for JanusFlow: Euler steps with velocity-level CFG.
+
+Time convention: t goes 0→1, noise at t=0, model sees t·1000. The update is
+`z ← z + dt·v(z, t)` with `dt = 1/steps` and `t = k/steps` at step k (the last step starts at
+t = 1 − dt and lands on the data at t = 1).
+
+Rows are laid out `[cond x N; uncond x N]`. The LLM sequence of a row is the prompt prefix (the
+ids minus the final generation tag, L' tokens at positions 0…L'−1), the time-embedding token at
+position L' (the slot of the dropped tag) and the latent tokens at L'+1…; unconditional rows
+keep their positions but cannot see their prompt (positions 1…L'−1 masked, BOS visible). The
+prefix is the same at every step: it is prefilled once for the 2 distinct rows, shared among
+the 2N rows, and each step runs only the time and latent tokens, overwriting the same cache
+slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from janus_cli.sampling.logits import apply_cfg
+
+
+def euler_step(z: Tensor, v: Tensor, dt: Tensor | float) -> Tensor:
+    """One explicit Euler step of dz/dt = v: `z + dt·v`."""
+    return z + dt * v
+
+
+def time_grid(steps: int, dtype: torch.dtype, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """The model times of each step and the step size, in DTYPE.
+
+    Values are made in float32 first and then cast, as the official demo does (so bfloat16
+    gives its quantised times 0, 33.25, 66.5, … and dt = 0.033447265625 for 30 steps).
+
+    Returns:
+        t (steps,) on the 0..1000 scale (`k/steps·1000`), dt () = `1/steps`.
+    """
+    t = torch.tensor([k / steps * 1000 for k in range(steps)], dtype=torch.float32).to(dtype)
+    dt = torch.tensor(1 / steps, dtype=torch.float32).to(dtype)
+    return t.to(device), dt.to(device)
+
+
+@dataclass
+class FlowPrompt:
+    """A prompt prefix prefilled into the LLM cache, shared by the [cond x N; uncond x N] rows."""
+
+    n: int  # images (rows per distinct prompt)
+    groups: int  # distinct prompts: 2 with guidance, 1 without
+    length: int  # L', the prefix length
+    positions: Tensor  # (1 + h*w,) positions of the time token and the latent tokens
+    key_mask: Tensor  # (groups*N, S) bool, False at the masked prompt positions
+
+
+@torch.inference_mode()
+def prefill_prompt(model, prompt: list[int], uncond: list[int] | None, n: int, tokens: int) -> FlowPrompt:
+    """Prefill the prompt prefix (the ids without their last token, the generation tag).
+
+    Args:
+        model: a JanusFlowModel. prompt: conditional ids, ending with the generation tag.
+        uncond: unconditional ids of the same length (only their BOS is seen), or None for no
+            guidance rows. n: images. tokens: latent tokens per image (h*w = 576).
+    """
+    llm = model.language_model
+    device = llm.lm_head.weight.device
+    distinct = torch.tensor([prompt[:-1]] + ([uncond[:-1]] if uncond is not None else []), device=device)  # (P, L')
+    groups, length = distinct.shape
+    total = length + 1 + tokens
+    llm.setup_cache(rows=groups, length=total)
+    key_mask = torch.ones(groups, total, dtype=torch.bool, device=device)  # (P, S)
+    key_mask[1:, 1:length] = False  # the unconditional row sees only its BOS
+    llm(llm.model.embed_tokens(distinct), torch.arange(length, device=device), key_mask=key_mask, used=length)
+    rows = torch.arange(groups, device=device).repeat_interleave(n)  # [0]*N + [1]*N
+    llm.expand_cache(rows)
+    positions = torch.arange(length, total, device=device)  # (1 + h*w,)
+    return FlowPrompt(n, groups, length, positions, key_mask[rows])
+
+
+@torch.inference_mode()
+def velocity(model, fp: FlowPrompt, z: Tensor, t: Tensor) -> Tensor:
+    """Velocities of every row for latents Z at times T, reusing the prefilled prefix.
+
+    Args:
+        z: (N, L, H, W) latents in the model dtype, shared by the cond and uncond rows.
+        t: (N,) times on the 0..1000 scale, in the model dtype.
+    Returns:
+        (groups*N, L, H, W) velocities, `[cond x N; uncond x N]`.
+    """
+    tokens, t_emb, skip = model.encode_latent(z, t)  # (N, h*w, C), (N, C), (N, E, h, w)
+    x = torch.cat([t_emb[:, None], tokens], dim=1)  # (N, 1 + h*w, C)
+    g = fp.groups
+    hidden = model.language_model(
+        x.repeat(g, 1, 1), fp.positions, key_mask=fp.key_mask, used=fp.length + x.shape[1]
+    )  # (groups*N, 1 + h*w, C)
+    return model.decode_velocity(hidden[:, 1:], skip.repeat(g, 1, 1, 1), t_emb.repeat(g, 1))
+
+
+@torch.inference_mode()
+def sample_flow(model, prompt: list[int], uncond: list[int], z: Tensor, steps: int, cfg: float) -> Iterator[Tensor]:
+    """Integrate noise Z to data in STEPS Euler steps; yield the (N, L, H, W) latent after each.
+
+    Args:
+        model: a JanusFlowModel. prompt/uncond: conditional and unconditional ids (same
+            length, ending with the generation tag, which is replaced by the time token).
+        z: (N, L, H, W) noise at t = 0, in the model dtype.
+        cfg: guidance weight w: `v = w·v_cond − (w−1)·v_uncond`; 1 runs no uncond rows.
+    """
+    n = z.shape[0]
+    guided = cfg != 1.0
+    tokens = (z.shape[2] // 2) * (z.shape[3] // 2)  # the encoder patchifies 2 x 2
+    fp = prefill_prompt(model, prompt, uncond if guided else None, n, tokens)
+    ts, dt = time_grid(steps, z.dtype, z.device)
+    for k in range(steps):
+        v = velocity(model, fp, z, ts[k].expand(n))  # (groups*N, L, H, W)
+        if guided:
+            v = apply_cfg(v[:n], v[n:], cfg)
+        z = euler_step(z, v, dt)
+        yield z

@@ -16,7 +16,7 @@ from janus_cli.imageio import PreprocessConfig, load_image, preprocess, to_uint8
 from janus_cli.pipelines.session import Session
 from janus_cli.pipelines.text_to_image_flow import flow_prompt_ids, initial_noise
 from janus_cli.prompts import understanding_ids
-from janus_cli.sampling.flow import euler_step, prefill_prompt, sample_flow, time_grid, velocity
+from janus_cli.sampling.flow import euler_step, prefill_prompt, recompute_velocity, sample_flow, time_grid, velocity
 from janus_cli.sampling.logits import apply_cfg, make_sampler
 from janus_cli.sampling.text import generate_text
 from janus_cli.tokenizer import Tokenizer
@@ -66,23 +66,6 @@ def prompt(session, gj):
 def five_steps(model, prompt, gt):
     ids, uncond = prompt
     return list(sample_flow(model, ids, uncond, gt["generate.z0"], 5, 2.0))
-
-
-def full_velocity(model, ids, uncond, z, t):
-    """The official procedure without any prefix cache: the whole sequence every call."""
-    n = z.shape[0]
-    llm = model.language_model
-    rows = torch.tensor([0] * n + [1] * n)
-    with torch.inference_mode():
-        prefix = llm.model.embed_tokens(torch.tensor([ids[:-1], uncond[:-1]]))[rows]  # (2N, L', C)
-        tokens, t_emb, skip = model.encode_latent(torch.cat([z, z]), torch.cat([t, t]))  # encoder on 2N rows
-        x = torch.cat([prefix, t_emb[:, None], tokens], dim=1)  # (2N, L' + 577, C)
-        length, total = prefix.shape[1], x.shape[1]
-        key_mask = torch.ones(2 * n, total, dtype=torch.bool)
-        key_mask[n:, 1:length] = False
-        llm.setup_cache(2 * n, total)
-        hidden = llm(x, torch.arange(total), key_mask=key_mask, used=total)[:, -tokens.shape[1] :]
-        return model.decode_velocity(hidden, skip, t_emb)
 
 
 def test_parameters_are_the_checkpoint_keys(folder):
@@ -154,7 +137,7 @@ def test_prefix_cache_equals_full_recompute(model, prompt, gt):
     fp = prefill_prompt(model, ids, uncond, 2, 576)
     velocity(model, fp, z0, ts[0].expand(2))
     cached = velocity(model, fp, z1, ts[17].expand(2))
-    assert_close(cached, full_velocity(model, ids, uncond, z1, ts[17].expand(2)), rel=1e-5)
+    assert_close(cached, recompute_velocity(model, ids, uncond, z1, ts[17].expand(2)), rel=1e-5)
 
 
 @pytest.mark.slow

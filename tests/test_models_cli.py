@@ -79,3 +79,28 @@ def test_info_unknown_is_one_line_error(tmp_path):
     r = janus("models", "info", "nobody/nothing", tmp=tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ") and "nobody/nothing" in lines[0]
+
+
+def fake_hub_cache(tmp: Path, repo: str, files: dict[str, Path]) -> Path:
+    """A Hugging Face cache holding REPO at one snapshot, laid out as huggingface-hub does."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    root = tmp / "hub" / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    for name, src in files.items():
+        (snapshot / name).symlink_to(src)
+    return snapshot
+
+
+def test_pull_list_and_use_from_a_local_cache(tmp_path):
+    tiny = checkpoint_dir("janus-pro-1b-tiny")
+    snapshot = fake_hub_cache(tmp_path, "deepseek-ai/Janus-Pro-1B", {f.name: f for f in tiny.iterdir()})
+    r = janus("models", "pull", "janus-pro-1b", tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(snapshot)
+    rows = {row["name"]: row for row in json.loads(janus("models", "list", "--json", tmp=tmp_path).stdout)}
+    assert rows["janus-pro-1b"]["cached"] is True and rows["janus-pro-7b"]["cached"] is False
+    info = json.loads(janus("models", "info", "janus-pro-1b", "--json", tmp=tmp_path).stdout)
+    assert info["hidden_size"] == 64  # read from the cached (tiny) config, not the bundled one

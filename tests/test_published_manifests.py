@@ -1,4 +1,4 @@
-"""The runtime's module tree accounts for every tensor of the four real checkpoints.
+"""The runtime's module tree accounts for every tensor of the five real checkpoints.
 
 Built from each published `config.json` on the meta device (no memory), the model's
 parameters must all appear in the published manifest with the same shape, and every manifest
@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from janus_cli.checkpoints.load import build_model, checkpoint_key_to_param
 from janus_cli.config import JanusConfig
@@ -60,3 +61,21 @@ def test_model_accounts_for_every_published_tensor(name):
     assert len(params) + len(skipped) == count
     model_elements = sum(math.prod(s) for s in params.values())
     assert model_elements + sum(math.prod(manifest[k]) for k in skipped) == elements
+
+
+def test_sdxl_vae_decoder_accounts_for_the_published_tensors():
+    """The fifth published model: every decoder parameter is a published tensor of that shape;
+    the rest of the file (the encoder half) is what loading drops."""
+    from janus_cli.checkpoints.vae import vae_key_to_param, vae_config
+    from janus_cli.models.vae import VAEDecoder
+
+    doc = json.loads((PUBLISHED / "sdxl-vae" / "manifest.json").read_text())
+    manifest = {t["key"]: tuple(t["shape"]) for t in doc["tensors"]}
+    assert len(manifest) == doc["num_tensors"] == 248
+    assert sum(math.prod(s) for s in manifest.values()) == doc["num_elements"] == 83_653_863
+    cfg = vae_config(json.loads((PUBLISHED / "sdxl-vae" / "config.json").read_text()))
+    with torch.device("meta"):
+        params = {k: tuple(v.shape) for k, v in VAEDecoder(cfg).state_dict().items()}
+    assert {k: manifest.get(k) for k in params} == params
+    skipped = [k for k in manifest if k not in params]
+    assert skipped and all(vae_key_to_param(k) is None for k in skipped)

@@ -48,7 +48,7 @@ def vae_config(d: dict[str, Any], where: str = "config.json") -> VAEConfig:
 _OLD_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 
 
-def _rename(key: str) -> str | None:
+def vae_key_to_param(key: str) -> str | None:
     """Checkpoint key -> parameter name; None for the encoder half, which decoding never uses."""
     if key.startswith(("encoder.", "quant_conv.")):
         return None
@@ -84,5 +84,5 @@ def load_vae(
     for k, t in state.items():
         if ".attentions." in k and t.ndim == 4:  # old files: 1x1 convs (C, C, 1, 1)
             state[k] = t.flatten(1)  # (C, C) for our Linear projections
-    load_strict(model, state, where=str(folder), rename=_rename, dtype=dtype, device=device)
+    load_strict(model, state, where=str(folder), rename=vae_key_to_param, dtype=dtype, device=device)
     return model.eval().requires_grad_(False)

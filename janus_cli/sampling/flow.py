@@ -98,6 +98,24 @@ def velocity(model, fp: FlowPrompt, z: Tensor, t: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
+def recompute_velocity(model, prompt: list[int], uncond: list[int], z: Tensor, t: Tensor) -> Tensor:
+    """The oracle: what the official demo computes, the whole sequence for all 2N rows at every
+    call (no prefix cache). Same contract as `velocity`; used by tests and benchmarks."""
+    n = z.shape[0]
+    llm = model.language_model
+    rows = torch.tensor([0] * n + [1] * n, device=z.device)
+    prefix = llm.model.embed_tokens(torch.tensor([prompt[:-1], uncond[:-1]], device=z.device))[rows]  # (2N, L', C)
+    tokens, t_emb, skip = model.encode_latent(torch.cat([z, z]), torch.cat([t, t]))  # encoder on 2N rows
+    x = torch.cat([prefix, t_emb[:, None], tokens], dim=1)  # (2N, L' + 1 + h*w, C)
+    length, total = prefix.shape[1], x.shape[1]
+    key_mask = torch.ones(2 * n, total, dtype=torch.bool, device=z.device)
+    key_mask[n:, 1:length] = False
+    llm.setup_cache(2 * n, total)
+    hidden = llm(x, torch.arange(total, device=z.device), key_mask=key_mask, used=total)[:, -tokens.shape[1] :]
+    return model.decode_velocity(hidden, skip, t_emb)
+
+
+@torch.inference_mode()
 def sample_flow(model, prompt: list[int], uncond: list[int], z: Tensor, steps: int, cfg: float) -> Iterator[Tensor]:
     """Integrate noise Z to data in STEPS Euler steps; yield the (N, L, H, W) latent after each.
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +62,22 @@ def assert_uint8_close(actual, golden) -> None:
     assert diff.max().item() <= 1, f"max |diff| {diff.max().item()}"
     frac = (diff > 0).float().mean().item()
     assert frac < 1e-3, f"{frac:.4%} of values differ"
+
+
+def run_janus(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real command line (`python -m janus_cli`), as a user runs it."""
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "janus_cli", *args], capture_output=True, text=True, input=stdin, env=env, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
+    """A failed run: non-zero exit, nothing on stdout, one `error: ...` line on stderr."""
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """The real command line: help, end-to-end runs on tiny checkpoints, one-line errors."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,27 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import assert_one_line_error, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import run_janus as run
 from PIL import Image
 from typer.testing import CliRunner
 
 from janus_cli.cli import app
 
-JANUS = [sys.executable, "-m", "janus_cli"]
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*JANUS, *args], capture_output=True, text=True, input=stdin, env=env, timeout=600)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
-    assert result.returncode != 0
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert needle in lines[0], lines[0]
-    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("command", [[], ["describe"], ["generate"]])
@@ -154,6 +143,5 @@ def test_missing_and_truncated_weights(tmp_path):
 
 
 def test_offline_hub_model_is_one_line_error(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
-    r = subprocess.run([*JANUS, "generate", "a cat"], capture_output=True, text=True, env=env)
+    r = run("generate", "a cat", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
     assert_one_line_error(r, "deepseek-ai/Janus-Pro-1B")

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import assert_one_line_error, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import run_janus as run
 from PIL import Image
 from typer.testing import CliRunner
 
 from janus_cli.cli import app
 
-JANUS = [sys.executable, "-m", "janus_cli"]
 NAME = "janusflow-1.3b-tiny"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*JANUS, *args], capture_output=True, text=True, env=env, timeout=600)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
-    assert result.returncode != 0
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert needle in lines[0], lines[0]
 
 
 def test_help():

@@ -18,6 +18,24 @@ from janus_cli.models.siglip import VisionTower
 from janus_cli.models.vq import VQConfig, VQDecoder
 
 
+def embed_with_images(model: nn.Module, ids: Tensor, pixels: Tensor | None, image_mask: Tensor | None) -> Tensor:
+    """Token embeddings with the image slots overwritten, in order, by image features.
+
+    Shared by Janus and JanusFlow, which differ only in `image_features` and `image_slots`.
+
+    Args:
+        ids: (B, T) token ids. pixels: (n, 3, 384, 384) for all images of the batch, in
+        reading order. image_mask: (B, T) bool, True at the image slots (n * slots per image).
+    Returns:
+        (B, T, C) embeddings.
+    """
+    embeds = model.language_model.model.embed_tokens(ids)
+    if pixels is not None and pixels.shape[0]:
+        feats = model.image_features(pixels.to(embeds.dtype))  # (n, slots, C)
+        embeds[image_mask] = feats.flatten(0, 1)  # (n * slots, C) into the slots in order
+    return embeds
+
+
 class JanusModel(nn.Module):
     def __init__(self, cfg: JanusConfig):
         super().__init__()
@@ -40,19 +58,7 @@ class JanusModel(nn.Module):
         return ids == special.image
 
     def embed_prompt(self, ids: Tensor, pixels: Tensor | None, image_mask: Tensor | None) -> Tensor:
-        """Token embeddings with the image slots overwritten, in order, by image features.
-
-        Args:
-            ids: (B, T) token ids. pixels: (n, 3, 384, 384) for all images of the batch, in
-            reading order. image_mask: (B, T) bool, True at the n * 576 image slots.
-        Returns:
-            (B, T, C) embeddings.
-        """
-        embeds = self.language_model.model.embed_tokens(ids)
-        if pixels is not None and pixels.shape[0]:
-            feats = self.image_features(pixels.to(embeds.dtype))  # (n, 576, C)
-            embeds[image_mask] = feats.flatten(0, 1)
-        return embeds
+        return embed_with_images(self, ids, pixels, image_mask)
 
     def code_embeds(self, codes: Tensor) -> Tensor:
         """(B, T) image codes -> (B, T, C) LLM inputs (own table, not the VQ codebook)."""

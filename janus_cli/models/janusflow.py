@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from janus_cli.config import FlowConfig, JanusConfig
+from janus_cli.models.janus import embed_with_images
 from janus_cli.models.llama import Llama, RMSNorm
 from janus_cli.models.siglip import VisionTower
 from janus_cli.models.uvit import ShallowUViTDecoder, ShallowUViTEncoder
@@ -49,19 +50,7 @@ class JanusFlowModel(nn.Module):
         return (ids == special.image) | (ids == special.boi)
 
     def embed_prompt(self, ids: Tensor, pixels: Tensor | None, image_mask: Tensor | None) -> Tensor:
-        """Token embeddings with the image slots overwritten, in order, by image features.
-
-        Args:
-            ids: (B, T) token ids. pixels: (n, 3, 384, 384) for all images of the batch, in
-            reading order. image_mask: (B, T) bool, True at the n * 577 image slots.
-        Returns:
-            (B, T, C) embeddings.
-        """
-        embeds = self.language_model.model.embed_tokens(ids)
-        if pixels is not None and pixels.shape[0]:
-            feats = self.image_features(pixels.to(embeds.dtype))  # (n, 577, C)
-            embeds[image_mask] = feats.flatten(0, 1)  # (n*577, C) into the slots in order
-        return embeds
+        return embed_with_images(self, ids, pixels, image_mask)
 
     # --- generation ----------------------------------------------------------------------
 

@@ -71,7 +71,9 @@ class ConvNeXtBlock(nn.Module):
         self.cond_embeds_mapper = nn.Linear(cond, 2 * c)
 
     def forward(self, x: Tensor, cond: Tensor) -> Tensor:
-        h = self.depthwise(x).permute(0, 2, 3, 1)  # (B, h, w, C)
+        # contiguous: a strided 4-D input sends nn.Linear to a batched matmul that copies its
+        # weight once per batch row (seconds per step on CPU)
+        h = self.depthwise(x).permute(0, 2, 3, 1).contiguous()  # (B, h, w, C)
         h = F.gelu(self.channelwise_linear_1(self.norm(h)))  # (B, h, w, F)
         h = self.channelwise_linear_2(self.channelwise_norm(h)).permute(0, 3, 1, 2)  # (B, C, h, w)
         x = h + x

@@ -27,6 +27,12 @@ Dtype = Annotated[str, typer.Option("--dtype", envvar="JANUS_DTYPE", rich_help_p
 Revision = Annotated[str | None, typer.Option("--revision", rich_help_panel=RUNTIME, help="Hub revision (branch, tag or commit).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT, help="No progress or timing on stderr.")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print JSON on stdout instead of plain text.")]
+Jsonl = Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
+    help="One JSON object per item on stdout, a line each as it finishes (same fields as --json).")]  # fmt: skip
+Shard = Annotated[str | None, typer.Option("--shard", rich_help_panel=RUNTIME, show_default=False,
+    help="K/N: do only the K-th of N equal contiguous parts of the work (1 <= K <= N). Default: from SLURM_ARRAY_TASK_ID/COUNT when set.")]  # fmt: skip
+PromptsFile = Annotated[str | None, typer.Option("--prompts-file", "-f", show_default=False,
+    help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it.')]  # fmt: skip
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -7,20 +7,28 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
-from janus_cli.cli.common import OUTPUT, SAMPLING
+from janus_cli.cli import common, describing, inputs
+from janus_cli.cli.manifest import Manifest
+from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
 
 
 def describe(
-    images: Annotated[list[str], typer.Argument(help="Image files (any format Pillow reads).")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted), globs, or - for image bytes on stdin.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question. Use <image_placeholder> to place images yourself.")] = "Describe this image in detail.",
     together: Annotated[bool, typer.Option("--together", help="One conversation about all the images, instead of one per image.")] = False,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, rich_help_panel=SAMPLING)] = 512,
     temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.0, rich_help_panel=SAMPLING, help="0 (default) is greedy, like the official inference.")] = 0.0,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
-    seed: Annotated[int, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING)] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=common.RUNTIME)] = 4,
+    seed: Annotated[int, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image i of the list answers with seed+i.")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME)] = 4,
+    shard: common.Shard = None,
+    keep_going: Annotated[bool, typer.Option("--keep-going", "-k", rich_help_panel=RUNTIME,
+        help="Record an unreadable image as an error and go on; exit non-zero at the end.")] = False,  # fmt: skip
+    manifest: Annotated[str | None, typer.Option("--manifest", rich_help_panel=OUTPUT, show_default=False,
+        help="Append each finished item to this JSONL file as it finishes.")] = None,  # fmt: skip
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the images the --manifest already answers (same prompt).")] = False,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout.")] = False,
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")] = False,
     quiet: common.Quiet = False,
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
@@ -35,37 +43,66 @@ def describe(
 
       janus describe a.png b.png -p "What changed between these two?" --together
 
-      janus describe *.jpg --json -m janus-pro-7b
+      janus describe photos/ --jsonl -m janus-pro-7b > captions.jsonl
+
+      janus describe 'photos/*.jpg' --manifest captions.jsonl --resume --keep-going -q
+
+      curl -s https://example.com/cat.jpg | janus describe -
     """
     import time
 
     with common.handle_errors():
         if top_p is not None and top_p <= 0:
             raise common.fail("--top-p must be in (0, 1]")
-        from janus_cli.imageio import load_image
-
-        pictures = [load_image(path) for path in images]  # fail on a bad file before loading the model
+        as_lines = inputs.output_mode(as_json, as_jsonl) != "text"
+        if together and (shard or keep_going or manifest or resume):
+            raise common.fail("--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume")
+        if resume and manifest is None:
+            raise common.fail("--resume needs --manifest FILE")
+        log = Manifest(manifest) if manifest else None
+        names = inputs.expand_images(images)
+        done = describing.finished(log.records()) if resume else set()
+        items = describing.pick_items(names, inputs.parse_shard(shard), done, prompt)
+        stdin = inputs.read_stdin_bytes([name for _, name in items])
+        if not keep_going:
+            for _, name in items:
+                if name != inputs.STDIN:
+                    inputs.probe_image(name)  # fail on a missing or non-image file before loading the model
+        if not items:
+            common.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
+            return
         session = common.open_model(model, device, dtype, revision, quiet)
-        from janus_cli.pipelines.events import TextDelta, TextReady
-        from janus_cli.pipelines.image_to_text import DescribeSettings, describe as run
+        from janus_cli.pipelines.image_to_text import DescribeSettings
 
-        groups = [pictures] if together else [[p] for p in pictures]
-        names = [", ".join(images)] if together else images
         settings = DescribeSettings(question=prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
         base = {"model": model, "prompt": prompt, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
-        stream = not as_json and len(groups) == 1
-        t0, tokens = time.perf_counter(), 0
-        for event in run(session, groups, settings):
-            if isinstance(event, TextDelta) and stream:
-                typer.echo(event.text, nl=False)
-            elif isinstance(event, TextReady):
-                tokens += event.tokens
-                if as_json:
-                    typer.echo(json.dumps({"image": names[event.index], "text": event.text, **base, "tokens": event.tokens}, ensure_ascii=False))
-                elif stream:
-                    typer.echo()
-                else:
-                    typer.echo(f"==> {names[event.index]} <==\n{event.text}\n")
+        stream = not as_lines and (together or len(items) == 1)
+        failures: list[str] = []
+
+        def emit(record: dict) -> None:
+            if log is not None:
+                log.append(record)
+            if as_lines:
+                typer.echo(json.dumps(record, ensure_ascii=False))
+
+        def on_text(name: str, text: str, tokens: int) -> None:
+            emit({"image": name, "text": text, **base, "tokens": tokens})
+            if not as_lines:
+                typer.echo("" if stream else f"==> {name} <==\n{text}\n")
+
+        def on_error(name: str, message: str) -> None:
+            failures.append(name)
+            emit({"image": name, "error": message, **base})
+            common.err.print(f"error: {message}", markup=False)
+
+        on_delta = (lambda text: typer.echo(text, nl=False)) if stream else (lambda text: None)
+        t0 = time.perf_counter()
+        if together:
+            tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+        else:
+            tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
         seconds = time.perf_counter() - t0
         if not quiet:
             common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s)", markup=False)
+        if failures:
+            raise common.fail(f"{len(failures)} of {len(items)} images failed", 1)

@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, images
+from janus_cli.cli import common, images, inputs, jobs
 from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
+
+
+CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "steps": jobs.number(int, 1)}
 
 
 class Noise(str, Enum):
@@ -17,7 +20,8 @@ class Noise(str, Enum):
 
 
 def flow_generate(
-    prompt: Annotated[str, typer.Argument(help="The prompt, or - to read one prompt per line from stdin.")],
+    prompt: Annotated[str | None, typer.Argument(help="The prompt, or - to read one prompt per line from stdin.", show_default=False)] = None,
+    prompts_file: common.PromptsFile = None,
     n: Annotated[int, typer.Option("-n", "--num-images", min=1, rich_help_panel=SAMPLING, help="Images per prompt.")] = 1,
     steps: Annotated[int, typer.Option("--steps", min=1, rich_help_panel=SAMPLING, help="Euler steps from noise (t=0) to image (t=1).")] = 30,
     cfg: Annotated[float, typer.Option("--cfg", min=0.0, rich_help_panel=SAMPLING, help="Classifier-free guidance weight on the velocity (1 = off).")] = 2.0,
@@ -29,6 +33,7 @@ def flow_generate(
     output: Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Folder, or name template with {i} {seed} {slug} {model} {date}.")] = ".",
     overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Replace existing files.")] = False,
     as_json: common.Json = False,
+    as_jsonl: common.Jsonl = False,
     quiet: common.Quiet = False,
     model: common.Model = "janusflow-1.3b",
     device: common.Device = "auto",
@@ -44,26 +49,29 @@ def flow_generate(
       janus flow-generate "a red fox in the snow" --steps 50 --cfg 3 --seed 42 -o out/{slug}-{i}.png
 
       cat prompts.txt | janus flow-generate - --json
+
+      janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
     with common.handle_errors():
-        prompts = images.read_prompts(prompt)
-        seed = images.pick_seed(seed)
+        mode = inputs.output_mode(as_json, as_jsonl)
         per_image = noise is Noise.per_image
-        paths = images.plan_images(prompts, n, lambda k: seed + k if per_image else seed, model, output, overwrite)
+        work = jobs.make_jobs(jobs.read_prompts(prompt, prompts_file), n, images.pick_seed(seed), {"cfg": cfg, "steps": steps}, CHECKS)
+        paths = images.plan_images(work, lambda j, k: j.seed + k if per_image else j.seed, model, output, overwrite)
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janusflow", "janus flow-generate")
         from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_images
 
-        for p in prompts:
+        for p in {j.prompt for j in work}:
             flow_prompt_ids(session, p)  # fail on an over-long prompt before any work
         decoder = _open_vae(vae, session, quiet)
-        settings = FlowSettings(n=n, steps=steps, cfg=cfg, seed=seed, noise=noise.value, batch_size=batch_size)
-        base = {"model": model, "revision": revision, "vae": vae, "steps": steps, "cfg": cfg, "noise": noise.value,
+        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value,
                 "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
-        images.write_images(
-            prompts, n, steps, lambda j, p: generate_flow_images(session, decoder, p, settings, first_index=j * n),
-            paths, base, seed, as_json, quiet, overwrite,
-        )  # fmt: skip
+
+        def run(job: jobs.Job):
+            settings = FlowSettings(n=job.n, seed=job.seed, noise=noise.value, batch_size=batch_size, **job.options)
+            return generate_flow_images(session, decoder, job.prompt, settings, first_index=job.first)
+
+        images.write_images(work, run, paths, base, mode, quiet, overwrite)
 
 
 def _open_vae(ref: str, session, quiet: bool):

@@ -1,0 +1,81 @@
+"""`janus describe` over many images: loading a batch at a time, per-item failures
+(--keep-going), and the per-image seed (image i of the whole list answers with seed + i)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from janus_cli.cli import inputs
+from janus_cli.errors import InputError
+
+Item = tuple[int, str]  # (position in the whole image list, name)
+
+
+def batches(items: list[Item], size: int) -> Iterator[list[Item]]:
+    """Runs of at most SIZE items with consecutive positions (so seed + position holds)."""
+    run: list[Item] = []
+    for item in items:
+        if run and (len(run) == size or item[0] != run[-1][0] + 1):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def load_batch(batch: list[Item], stdin: bytes | None, keep_going: bool, failed: Callable[[str, str], None]) -> list[tuple[Item, object]]:
+    """The batch's images; with KEEP_GOING an unreadable one is reported to FAILED(name, message)."""
+    loaded = []
+    for item in batch:
+        try:
+            loaded.append((item, inputs.load(item[1], stdin)))
+        except InputError as e:
+            if not keep_going:
+                raise
+            failed(item[1], str(e))
+    return loaded
+
+
+def describe_items(session, items: list[Item], stdin, settings, keep_going: bool, on_delta, on_text, on_error) -> int:
+    """Describe each item, SETTINGS.batch_size at a time; ON_TEXT(name, text, tokens) per answer,
+    ON_DELTA(text) as a lone answer streams, ON_ERROR(name, message) per failed image with
+    KEEP_GOING. Returns the number of tokens generated."""
+    tokens = 0
+    for batch in batches(items, settings.batch_size):
+        loaded = load_batch(batch, stdin, keep_going, on_error)
+        pictures = dict(loaded)
+        for run in batches([item for item, _ in loaded], settings.batch_size):
+            step = replace(settings, seed=settings.seed + run[0][0])
+            tokens += _answer(session, [[pictures[item]] for item in run], [name for _, name in run], step, on_delta, on_text)
+    return tokens
+
+
+def describe_together(session, names: list[str], stdin, settings, on_delta, on_text) -> int:
+    """One conversation about all the images NAMES. Returns the number of tokens generated."""
+    pictures = [inputs.load(name, stdin) for name in names]
+    return _answer(session, [pictures], [", ".join(names)], settings, on_delta, on_text)
+
+
+def _answer(session, groups: list[list], names: list[str], settings, on_delta, on_text) -> int:
+    from janus_cli.pipelines.events import TextDelta, TextReady
+    from janus_cli.pipelines.image_to_text import describe
+
+    tokens = 0
+    for event in describe(session, groups, settings):
+        if isinstance(event, TextDelta):
+            on_delta(event.text)
+        elif isinstance(event, TextReady):
+            tokens += event.tokens
+            on_text(names[event.index], event.text, event.tokens)
+    return tokens
+
+
+def pick_items(names: list[str], shard: tuple[int, int] | None, done: set[tuple[str, str]], prompt: str) -> list[Item]:
+    """The items this run does: its shard of NAMES, less the (image, prompt) pairs in DONE."""
+    return [(i, names[i]) for i in inputs.shard_range(len(names), shard) if (names[i], prompt) not in done]
+
+
+def finished(records: list[dict]) -> set[tuple[str, str]]:
+    """(image, prompt) of each manifest record with an answer (failed ones are retried)."""
+    return {(r.get("image"), r.get("prompt")) for r in records if "text" in r}

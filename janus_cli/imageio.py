@@ -44,29 +44,44 @@ class PreprocessConfig:
         )
 
 
-def load_image(source: str | Path | bytes) -> Image.Image:
-    """Open any Pillow-readable image (path or bytes) as RGB, honouring EXIF orientation.
-
-    Alpha is dropped, not composited, like the official `convert("RGB")`.
-    """
+def _open(source: str | Path | bytes):
+    """(binary file, display name) for a path or bytes; InputError for an unreadable path."""
     name = "<stdin>" if isinstance(source, bytes) else str(source)
     try:
-        fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+        return (io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")), name
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{name}: is a directory, not an image") from None
     except OSError as e:
         raise InputError(f"{name}: cannot read ({e.strerror})") from None
+
+
+def _decode(source: str | Path | bytes, full: bool) -> Image.Image:
+    fp, name = _open(source)
     with fp:
         try:
             img = Image.open(fp)
-            img.load()
+            if full:
+                img.load()
         except UnidentifiedImageError:
             raise InputError(f"{name}: not an image Pillow can read") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise InputError(f"{name}: corrupt or truncated image ({e})") from None
-    return ImageOps.exif_transpose(img).convert("RGB")
+    return img
+
+
+def probe_image(source: str | Path | bytes) -> None:
+    """Fail now, cheaply (the header only), on a missing file or one Pillow cannot identify."""
+    _decode(source, full=False)
+
+
+def load_image(source: str | Path | bytes) -> Image.Image:
+    """Open any Pillow-readable image (path or bytes) as RGB, honouring EXIF orientation.
+
+    Alpha is dropped, not composited, like the official `convert("RGB")`.
+    """
+    return ImageOps.exif_transpose(_decode(source, full=True)).convert("RGB")
 
 
 def preprocess(img: Image.Image, cfg: PreprocessConfig = PreprocessConfig()):

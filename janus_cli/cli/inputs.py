@@ -62,19 +62,9 @@ def read_stdin_bytes(names: list[str]) -> bytes | None:
 
 def probe_image(name: str) -> None:
     """Fail now, cheaply (header only), on a missing file or one Pillow cannot identify."""
-    from PIL import Image, UnidentifiedImageError
+    from janus_cli.imageio import probe_image as probe
 
-    try:
-        with Image.open(name):
-            pass
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a directory, not an image") from None
-    except UnidentifiedImageError:
-        raise InputError(f"{name}: not an image Pillow can read") from None
-    except OSError as e:
-        raise InputError(f"{name}: cannot read ({e.strerror or e})") from None
+    probe(name)
 
 
 def load(name: str, stdin: bytes | None):

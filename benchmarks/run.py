@@ -63,7 +63,7 @@ def decode_path_bytes(model) -> int:
 def janus_steps(model, ids: list[int], n: int, steps: int) -> list[float]:
     sampler = make_sampler(1.0, generators=[torch.Generator().manual_seed(k) for k in range(n)])
     out, t = [], time.perf_counter()
-    for _ in generate_image_tokens(model, ids, make_uncond_ids(ids, 0), n, 5.0, sampler, steps):
+    for _ in generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps):
         now = time.perf_counter()
         out.append(now - t)
         t = now

@@ -73,3 +73,27 @@ def test_reading_only_the_used_cache_changes_nothing():
     llm.setup_cache(rows=2, length=32)
     used = [llm(x[:, :5], torch.arange(5), used=5)] + [llm(x[:, t : t + 1], torch.tensor([t]), used=t + 1) for t in range(5, 9)]
     torch.testing.assert_close(torch.cat(used, 1), torch.cat(full, 1), rtol=1e-5, atol=1e-5)
+
+
+@torch.inference_mode()
+def test_left_padding_computes_what_each_row_computes_alone():
+    llm = tiny_llama()
+    short, long = torch.randn(1, 4, 64), torch.randn(1, 7, 64)
+    steps = torch.randn(2, 3, 64)  # three decode tokens per row
+
+    def alone(prompt, extra):
+        llm.setup_cache(rows=1, length=10)
+        t = prompt.shape[1]
+        out = [llm(prompt, torch.arange(t), used=t)[:, -1]]
+        out += [llm(extra[:, i : i + 1], torch.tensor([t + i]), used=t + i + 1)[:, -1] for i in range(3)]
+        return torch.cat(out)
+
+    garbage = torch.full((1, 3, 64), 1e3)  # what the padding holds must not matter
+    batch = torch.cat([torch.cat([garbage, short], 1), long])  # (2, 7, C), left padded
+    pad = torch.tensor([3, 0])
+    llm.setup_cache(rows=2, length=10)
+    padded = [llm(batch, torch.arange(7), used=7, pad=pad)[:, -1]]
+    padded += [llm(steps[:, i : i + 1], torch.tensor([7 + i]), used=8 + i, pad=pad)[:, -1] for i in range(3)]
+    padded = torch.stack(padded, 1)  # (2, 4, C)
+    torch.testing.assert_close(padded[0], alone(short, steps[:1]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(padded[1], alone(long, steps[1:]), rtol=1e-5, atol=1e-5)

@@ -87,14 +87,14 @@ def test_teacher_forced_cfg_logits(case):
         seen.append(logits.clone())
         return forced[:, len(seen) - 1]
 
-    list(generate_image_tokens(model, ids, make_uncond_ids(ids, tok.special.pad), 2, 5.0, teacher, 4))
+    list(generate_image_tokens(model, [ids], [make_uncond_ids(ids, tok.special.pad)], [0, 0], 5.0, teacher, 4))
     assert_close(torch.stack(seen), gt["generate.teacher_forced_cfg_logits"])
 
 
 def test_greedy_image_generation(case):
     model, tok, gj, gt = case
     ids = gj["generate"]["input_ids"]
-    columns = generate_image_tokens(model, ids, make_uncond_ids(ids, tok.special.pad), 2, 5.0, make_sampler(0.0), 576)
+    columns = generate_image_tokens(model, [ids], [make_uncond_ids(ids, tok.special.pad)], [0, 0], 5.0, make_sampler(0.0), 576)
     codes = torch.stack(list(columns), dim=1)
     assert torch.equal(codes, gt["generate.greedy_codes"])
     image = model.decode_codes(codes[:1])

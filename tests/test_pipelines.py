@@ -7,7 +7,7 @@ from conftest import checkpoint_dir
 from janus_cli.errors import InputError
 from janus_cli.pipelines.events import ImageReady
 from janus_cli.pipelines.session import open_session
-from janus_cli.pipelines.text_to_image import GenerateSettings, generate_images
+from janus_cli.pipelines.text_to_image import GenerateSettings, ImageJob, generate_images, generate_jobs
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +48,35 @@ def test_cfg_one_runs_without_unconditional_rows(session):
 def test_over_long_prompt_is_refused(session):
     with pytest.raises(InputError, match="tokens"):
         list(generate_images(session, "word " * 5000, GenerateSettings()))
+
+
+def test_mixed_prompts_in_one_batch_equal_one_by_one(session):
+    settings = dict(temperature=1.0, top_k=50)
+    jobs = [
+        ImageJob("a red fox", GenerateSettings(n=2, seed=3, **settings), first=0),
+        ImageJob("a lighthouse on a cliff above a stormy sea at night", GenerateSettings(n=1, seed=11, **settings), first=2),
+        ImageJob("owl", GenerateSettings(n=1, seed=5, **settings), first=3),
+    ]
+    session.decoded.clear()
+    mixed = [e for e in generate_jobs(session, jobs, batch_size=4) if isinstance(e, ImageReady)]
+    batched = list(session.decoded)
+    assert [e.index for e in mixed] == [0, 1, 2, 3]
+    assert len({len(session.tokenizer.encode(j.prompt)) for j in jobs}) == 3  # really different lengths
+    for job in jobs:
+        for k in range(job.settings.n):
+            session.decoded.clear()
+            alone = GenerateSettings(n=1, seed=job.settings.seed + k, **settings)
+            list(generate_images(session, job.prompt, alone))
+            assert torch.equal(batched[job.first + k], session.decoded[0]), (job.prompt, k)
+
+
+def test_images_with_other_sampling_settings_do_not_share_a_batch(session):
+    calls = []
+    decode = session.model.decode_codes
+    session.model.decode_codes = lambda codes: calls.append(len(codes)) or decode(codes)
+    try:
+        jobs = [ImageJob("a", GenerateSettings(n=2, cfg=5.0)), ImageJob("b", GenerateSettings(n=2, cfg=3.0), first=2)]
+        list(generate_jobs(session, jobs, batch_size=4))
+    finally:
+        session.model.decode_codes = decode
+    assert calls == [2, 2]

@@ -31,6 +31,15 @@ Jsonl = Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
     help="One JSON object per item on stdout, a line each as it finishes (same fields as --json).")]  # fmt: skip
 Shard = Annotated[str | None, typer.Option("--shard", rich_help_panel=RUNTIME, show_default=False,
     help="K/N: do only the K-th of N equal contiguous parts of the work (1 <= K <= N). Default: from SLURM_ARRAY_TASK_ID/COUNT when set.")]  # fmt: skip
+Manifest = Annotated[str | None, typer.Option("--manifest", rich_help_panel=OUTPUT, show_default=False,
+    help="Append each finished item to this JSONL file as it finishes.")]  # fmt: skip
+Resume = Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the items the --manifest records as done.")]
+KeepGoing = Annotated[bool, typer.Option("--keep-going", "-k", rich_help_panel=RUNTIME,
+    help="Record a failing item as an error and go on; exit non-zero at the end.")]  # fmt: skip
+Sidecar = Annotated[bool, typer.Option("--sidecar", rich_help_panel=OUTPUT, help="Also write NAME.json beside each NAME.png with its full recipe.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Replace existing files.")]
+Output = Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Folder, or name template with {i} {seed} {slug} {model} {date}.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME, help="Images per forward pass (memory bound).")]
 PromptsFile = Annotated[str | None, typer.Option("--prompts-file", "-f", show_default=False,
     help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it.')]  # fmt: skip
 
@@ -97,6 +106,21 @@ def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: b
         name = str(dt).removeprefix("torch.")
         err.print(f"loaded {ref} ({name}, {dev.type}) in {time.perf_counter() - t0:.1f}s", markup=False)
     return session
+
+
+def peak_memory() -> str:
+    """The run's peak memory, for the timing summary: the CUDA allocator's peak when a GPU
+    ran, else the process's peak resident set."""
+    torch = sys.modules.get("torch")  # never imported here: a run that made images has it
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+    try:
+        import resource
+    except ImportError:  # Windows
+        return "peak memory unknown"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 2**30 if sys.platform == "darwin" else 2**20  # bytes on macOS, KiB on Linux
+    return f"peak memory {peak / scale:.2f} GiB"
 
 
 def read_lines(arg: str) -> list[str]:

@@ -22,11 +22,9 @@ def describe(
     seed: Annotated[int, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image i of the list answers with seed+i.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME)] = 4,
     shard: common.Shard = None,
-    keep_going: Annotated[bool, typer.Option("--keep-going", "-k", rich_help_panel=RUNTIME,
-        help="Record an unreadable image as an error and go on; exit non-zero at the end.")] = False,  # fmt: skip
-    manifest: Annotated[str | None, typer.Option("--manifest", rich_help_panel=OUTPUT, show_default=False,
-        help="Append each finished item to this JSONL file as it finishes.")] = None,  # fmt: skip
-    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the images the --manifest already answers (same prompt).")] = False,
+    keep_going: common.KeepGoing = False,
+    manifest: common.Manifest = None,
+    resume: common.Resume = False,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")] = False,
     quiet: common.Quiet = False,
@@ -103,6 +101,6 @@ def describe(
             tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
         seconds = time.perf_counter() - t0
         if not quiet:
-            common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s)", markup=False)
+            common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {common.peak_memory()}", markup=False)
         if failures:
             raise common.fail(f"{len(failures)} of {len(items)} images failed", 1)

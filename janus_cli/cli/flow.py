@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, images, inputs, jobs
-from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
+from janus_cli.cli import common, image_run, images, inputs, jobs
+from janus_cli.cli.common import RUNTIME, SAMPLING
 
 
 CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "steps": jobs.number(int, 1)}
@@ -29,9 +29,14 @@ def flow_generate(
     noise: Annotated[Noise, typer.Option("--noise", rich_help_panel=SAMPLING,
         help="per-image: image k uses seed+k (same image whatever -n); official: one draw for all images, as the official demo.")] = Noise.per_image,  # fmt: skip
     vae: Annotated[str, typer.Option("--vae", envvar="JANUS_VAE", rich_help_panel=RUNTIME, help="SDXL VAE: a folder, a hub repo id or an alias.")] = "sdxl-vae",
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME, help="Images per forward pass (memory bound).")] = 4,
-    output: Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Folder, or name template with {i} {seed} {slug} {model} {date}.")] = ".",
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Replace existing files.")] = False,
+    batch_size: common.BatchSize = 4,
+    shard: common.Shard = None,
+    output: common.Output = ".",
+    overwrite: common.Overwrite = False,
+    sidecar: common.Sidecar = False,
+    manifest: common.Manifest = None,
+    resume: common.Resume = False,
+    keep_going: common.KeepGoing = False,
     as_json: common.Json = False,
     as_jsonl: common.Jsonl = False,
     quiet: common.Quiet = False,
@@ -53,25 +58,32 @@ def flow_generate(
       janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
     with common.handle_errors():
-        mode = inputs.output_mode(as_json, as_jsonl)
         per_image = noise is Noise.per_image
-        work = jobs.make_jobs(jobs.read_prompts(prompt, prompts_file), n, images.pick_seed(seed), {"cfg": cfg, "steps": steps}, CHECKS)
-        paths = images.plan_images(work, lambda j, k: j.seed + k if per_image else j.seed, model, output, overwrite)
+        if not per_image and (shard or resume):
+            raise common.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
+        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar)
+        log = out.open_manifest()
+        options = {"cfg": cfg, "steps": steps}
+        lines = jobs.read_prompts(prompt, prompts_file)
+        if seed is None and resume:  # the seed the resumed run picked
+            seed = jobs.recorded_seed(lines, jobs.make_jobs(lines, n, 0, options, CHECKS), log.records())
+        work = jobs.make_jobs(lines, n, images.pick_seed(seed), options, CHECKS)
+        work = jobs.shard_jobs(work, inputs.shard_range(sum(j.n for j in work), inputs.parse_shard(shard)))
+        seed_of = (lambda j, k: j.seed + k) if per_image else (lambda j, k: j.seed)
+        plan = image_run.plan(work, seed_of, model, out, log)
+        if not plan.work:
+            common.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
+            return
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janusflow", "janus flow-generate")
-        from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_images
+        from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_jobs
 
-        for p in {j.prompt for j in work}:
-            flow_prompt_ids(session, p)  # fail on an over-long prompt before any work
+        image_run.check_prompts(plan, lambda p: flow_prompt_ids(session, p), keep_going)
         decoder = _open_vae(vae, session, quiet)
         base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value,
                 "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
-
-        def run(job: jobs.Job):
-            settings = FlowSettings(n=job.n, seed=job.seed, noise=noise.value, batch_size=batch_size, **job.options)
-            return generate_flow_images(session, decoder, job.prompt, settings, first_index=job.first)
-
-        images.write_images(work, run, paths, base, mode, quiet, overwrite)
+        settings = [(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, batch_size=batch_size, **j.options), j.first) for j in plan.work]
+        image_run.write_images(plan, generate_flow_jobs(session, decoder, settings), seed_of, base, out, log)
 
 
 def _open_vae(ref: str, session, quiet: bool):

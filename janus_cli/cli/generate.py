@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, images, inputs, jobs
-from janus_cli.cli.common import OUTPUT, SAMPLING
+from janus_cli.cli import common, image_run, images, inputs, jobs
+from janus_cli.cli.common import SAMPLING
 
 CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "temperature": jobs.number(float, 0),
           "top_k": jobs.number(int, 1, optional=True), "top_p": jobs.number(float, 1e-9, 1, optional=True)}  # fmt: skip
@@ -26,10 +26,14 @@ def generate(
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, rich_help_panel=SAMPLING)] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image k uses seed+k (random if unset; printed).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=common.RUNTIME, help="Images per forward pass (memory bound).")] = 4,
+    batch_size: common.BatchSize = 4,
     shard: common.Shard = None,
-    output: Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Folder, or name template with {i} {seed} {slug} {model} {date}.")] = ".",
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Replace existing files.")] = False,
+    output: common.Output = ".",
+    overwrite: common.Overwrite = False,
+    sidecar: common.Sidecar = False,
+    manifest: common.Manifest = None,
+    resume: common.Resume = False,
+    keep_going: common.KeepGoing = False,
     as_json: common.Json = False,
     as_jsonl: common.Jsonl = False,
     quiet: common.Quiet = False,
@@ -51,6 +55,8 @@ def generate(
       janus generate --prompts-file prompts.jsonl -o out/ --jsonl
 
       janus generate --from-image out/a-red-fox-in-the-snow-002.png
+
+      janus generate -f prompts.txt -o out/ --manifest out/made.jsonl --resume --shard 2/4
     """
     with common.handle_errors():
         v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision)
@@ -58,25 +64,25 @@ def generate(
             v = images.apply_recipe(ctx, images.read_recipe(from_image), v, RECIPE)
         if v["top_p"] is not None and v["top_p"] <= 0:
             raise common.fail("--top-p must be in (0, 1]")
-        mode = inputs.output_mode(as_json, as_jsonl)
+        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar)
+        log = out.open_manifest()
         options = {k: v[k] for k in ("cfg", "temperature", "top_k", "top_p")}
-        work = jobs.make_jobs(jobs.read_prompts(v["prompt"], prompts_file), n, images.pick_seed(v["seed"]), options, CHECKS)
+        lines = jobs.read_prompts(v["prompt"], prompts_file)
+        if v["seed"] is None and resume:  # the seed the resumed run picked
+            v["seed"] = jobs.recorded_seed(lines, jobs.make_jobs(lines, n, 0, options, CHECKS), log.records())
+        work = jobs.make_jobs(lines, n, images.pick_seed(v["seed"]), options, CHECKS)
         work = jobs.shard_jobs(work, inputs.shard_range(sum(j.n for j in work), inputs.parse_shard(shard)))
-        paths = images.plan_images(work, lambda j, k: j.seed + k, v["model"], output, overwrite)
-        if not work:
-            common.err.print("this shard has no images", markup=False)
+        seed_of = lambda j, k: j.seed + k  # noqa: E731
+        plan = image_run.plan(work, seed_of, v["model"], out, log)
+        if not plan.work:
+            common.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
             return
         session = common.open_model(v["model"], device, dtype, v["revision"], quiet)
         session.require("janus", "janus generate")
-        from janus_cli.pipelines.text_to_image import GenerateSettings, generate_images, prompt_ids
+        from janus_cli.pipelines.text_to_image import GenerateSettings, ImageJob, generate_jobs, prompt_ids
 
-        for p in {j.prompt for j in work}:
-            prompt_ids(session, p)  # fail on an over-long prompt before any work
+        image_run.check_prompts(plan, lambda p: prompt_ids(session, p), keep_going)
         base = {"model": v["model"], "revision": v["revision"], "dtype": str(session.dtype).removeprefix("torch."),
                 "generator": f"janus-cli {images.version()}"}  # fmt: skip
-
-        def run(job: jobs.Job):
-            settings = GenerateSettings(n=job.n, seed=job.seed, batch_size=batch_size, **job.options)
-            return generate_images(session, job.prompt, settings, first_index=job.first)
-
-        images.write_images(work, run, paths, base, mode, quiet, overwrite)
+        image_jobs = [ImageJob(j.prompt, GenerateSettings(n=j.n, seed=j.seed, **j.options), j.first) for j in plan.work]
+        image_run.write_images(plan, generate_jobs(session, image_jobs, batch_size), seed_of, base, out, log)

@@ -93,11 +93,37 @@ def number(kind: type, low: float | None = None, high: float | None = None, opti
     return check
 
 
-def shard_jobs(jobs: list[Job], owned: range) -> list[Job]:
-    """The parts of JOBS whose image indices fall in OWNED (image k keeps seed + k)."""
+def select_images(jobs: list[Job], keep) -> list[Job]:
+    """The images of JOBS whose run index i has KEEP(i), as jobs of consecutive images (image k
+    keeps seed + k)."""
     parts = []
     for job in jobs:
-        lo, hi = max(job.first, owned.start), min(job.first + job.n, owned.stop)
-        if lo < hi:
-            parts.append(replace(job, n=hi - lo, seed=job.seed + lo - job.first, first=lo))
+        k = 0
+        while k < job.n:
+            if not keep(job.first + k):
+                k += 1
+                continue
+            end = k
+            while end < job.n and keep(job.first + end):
+                end += 1
+            parts.append(replace(job, n=end - k, seed=job.seed + k, first=job.first + k))
+            k = end
     return parts
+
+
+def shard_jobs(jobs: list[Job], owned: range) -> list[Job]:
+    """The parts of JOBS whose image indices fall in OWNED (image k keeps seed + k)."""
+    return select_images(jobs, owned.__contains__)
+
+
+def recorded_seed(lines: list[dict], jobs: list[Job], records: list[dict]) -> int | None:
+    """The run seed of the run that wrote RECORDS, for --resume without --seed: read off an
+    image whose prompt line sets no seed of its own (JOBS are LINES' jobs, one per line)."""
+    for r in records:
+        index, seed = r.get("index"), r.get("seed")
+        if not isinstance(index, int) or not isinstance(seed, int):
+            continue
+        for line, job in zip(lines, jobs):
+            if job.first <= index < job.first + job.n and "seed" not in line and job.prompt == r.get("prompt"):
+                return seed - (index - job.first)
+    return None

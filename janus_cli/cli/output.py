@@ -16,23 +16,29 @@ def slug(text: str, limit: int = 40) -> str:
     return s[:limit].rstrip("-") or "image"
 
 
-def plan_paths(output: str, records: list[dict], overwrite: bool) -> list[Path]:
+def plan_paths(output: str, records: list[dict], overwrite: bool, own: set[Path] = frozenset()) -> list[Path]:
     """One path per planned image from OUTPUT (a folder, or a template with {i}, {seed},
-    {slug}, {model}, {date}); refuses before any work if a path exists or repeats."""
+    {slug}, {model}, {date}); refuses before any work if a path exists or repeats. Paths in
+    OWN (written by the run being resumed) do not count as existing, so a resumed run keeps
+    its names."""
+
+    def taken(p: Path) -> bool:
+        return p not in own and p.exists()
+
     if "{" in output or output.lower().endswith(".png"):
         paths = _fill(output, records, run="")
     else:  # a folder: number the run so that nothing is overwritten and names sort by index
         template = str(Path(output) / DEFAULT_NAME)
         run = 1
         paths = _fill(template, records, run="")
-        while not overwrite and any(p.exists() for p in paths):
+        while not overwrite and any(taken(p) for p in paths):
             run += 1
             paths = _fill(template, records, run=f"-{run}")
     if len(set(paths)) != len(paths):
         raise InputError(f"-o {output}: the template gives several images the same name; add {{i}}")
     if not overwrite:
         for p in paths:
-            if p.exists():
+            if taken(p):
                 raise InputError(f"{p}: exists (use --overwrite to replace it, or another -o)")
     return paths
 
@@ -55,3 +61,23 @@ def png_metadata(record: dict) -> dict[str, str]:
     meta = {k: str(v) for k, v in record.items() if v is not None and k != "path"}
     meta["janus-cli"] = json.dumps({k: v for k, v in record.items() if k != "path"}, ensure_ascii=False)
     return meta
+
+
+def write_sidecar(png: Path, record: dict, overwrite: bool) -> Path:
+    """RECORD as `NAME.json` beside the image NAME.png, written atomically."""
+    import json
+    import os
+    import tempfile
+
+    path = png.with_suffix(".json")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists (use --overwrite to replace it)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(record, f, ensure_ascii=False, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

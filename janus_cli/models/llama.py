@@ -126,6 +126,11 @@ class Llama(nn.Module):
         self.causal = torch.ones(length, length, dtype=torch.bool, device=w.device).tril()
         self.cache_length = length
 
+    def free_cache(self) -> None:
+        """Drop the KV cache (setup_cache makes a new one)."""
+        for layer in self.model.layers:
+            layer.self_attn.cache = None
+
     def expand_cache(self, index: Tensor) -> None:
         """Re-lay cache rows: row i of the new cache is row index[i] of the old one.
 
@@ -136,27 +141,38 @@ class Llama(nn.Module):
             cache.k = cache.k.index_select(0, index)
             cache.v = cache.v.index_select(0, index)
 
-    def forward(self, embeds: Tensor, pos: Tensor, key_mask: Tensor | None = None, used: int | None = None) -> Tensor:
+    def forward(
+        self, embeds: Tensor, pos: Tensor, key_mask: Tensor | None = None, used: int | None = None, pad: Tensor | None = None
+    ) -> Tensor:
         """Run T new tokens at positions POS through the decoder, updating the cache.
 
         Args:
             embeds: (B, T, C) input embeddings.
-            pos: (T,) int64 positions of these tokens (the same for every row).
+            pos: (T,) int64 cache slots of these tokens (the same for every row).
             key_mask: optional (B, S) bool, False for cached positions a row must not see
                 (JanusFlow's unconditional prompt).
             used: optional number of cache positions filled after this call (pos[-1] + 1),
                 given as a Python int so attention reads only those, without a device sync.
                 A single new token then needs no mask at all.
+            pad: optional (B,) int64 left padding, so that prompts of different lengths share
+                a batch: row b's first pad[b] slots are never attended (a padding token sees
+                only itself, to keep its softmax defined) and its RoPE positions count from
+                slot pad[b], so each row computes what it would alone.
         Returns:
             (B, T, C) hidden states after the final norm.
         """
-        cos = self.rope_cos[pos].to(embeds.dtype)[None, None]  # (1, 1, T, D)
-        sin = self.rope_sin[pos].to(embeds.dtype)[None, None]
+        rope_pos = pos[None] if pad is None else (pos[None] - pad[:, None]).clamp(min=0)  # (1 or B, T)
+        cos = self.rope_cos[rope_pos].to(embeds.dtype)[:, None]  # (1 or B, 1, T, D)
+        sin = self.rope_sin[rope_pos].to(embeds.dtype)[:, None]
         mask = None
-        if key_mask is not None or used is None or embeds.shape[1] > 1:
+        if key_mask is not None or pad is not None or used is None or embeds.shape[1] > 1:
             mask = self.causal[pos, :used][None, None]  # (1, 1, T, S)
             if key_mask is not None:
                 mask = mask & key_mask[:, None, None, :used]  # (B, 1, T, S)
+            if pad is not None:
+                slots = torch.arange(mask.shape[-1], device=pos.device)  # (S,)
+                visible = (slots[None] >= pad[:, None])[:, None, None]  # (B, 1, 1, S)
+                mask = mask & (visible | (slots[None] == pos[:, None]))  # (B, 1, T, S)
         x = embeds
         for layer in self.model.layers:
             x = layer(x, cos, sin, pos, mask, used)

@@ -37,22 +37,59 @@ def prompt_ids(session: Session, prompt: str) -> list[int]:
     return ids
 
 
+@dataclass(frozen=True)
+class ImageJob:
+    """SETTINGS.n images of PROMPT: image k is run index FIRST + k, drawn from seed SETTINGS.seed + k."""
+
+    prompt: str
+    settings: GenerateSettings  # its n, seed and sampling (batch_size is the run's)
+    first: int = 0
+
+    def sampling(self) -> tuple:
+        """What must agree for images to share a batch (one CFG scale, one sampler)."""
+        s = self.settings
+        return s.cfg, s.temperature, s.top_k, s.top_p
+
+
 def generate_images(session: Session, prompt: str, s: GenerateSettings, first_index: int = 0) -> Iterator[Step | ImageReady]:
-    """Make S.n images of PROMPT. Image k uses its own generator seeded S.seed + k, so it is
-    the same image whatever n or the batch size."""
+    """Make S.n images of PROMPT, S.batch_size per forward."""
+    return generate_jobs(session, [ImageJob(prompt, s, first_index)], s.batch_size)
+
+
+def generate_jobs(session: Session, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:
+    """Make the images of all JOBS, BATCH_SIZE per forward, in run order. Consecutive images
+    share a batch even when their prompts differ (if their sampling settings agree). Image k of
+    a job uses its own generator seeded seed + k, so it is the same image whatever the batch."""
     model, tok = session.model, session.tokenizer
-    ids = prompt_ids(session, prompt)
-    uncond = make_uncond_ids(ids, tok.special.pad)
+    ids = {job.prompt: prompt_ids(session, job.prompt) for job in jobs}  # refuse a long prompt before any work
     steps = session.config.image_tokens
-    total = s.n * steps
-    for start in range(0, s.n, s.batch_size):
-        indices = range(start, min(s.n, start + s.batch_size))
-        gens = [make_generator(s.seed + k) for k in indices]
-        sampler = make_sampler(s.temperature, s.top_k, s.top_p, gens)
+    images = [(job, k) for job in jobs for k in range(job.settings.n)]
+    total, done = len(images) * steps, 0
+    for batch in _batches(images, batch_size):
+        prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
+        cond = [ids[p] for p in prompts]
+        uncond = [make_uncond_ids(p, tok.special.pad) for p in cond]
+        cfg, temperature, top_k, top_p = batch[0][0].sampling()
+        sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.settings.seed + k) for job, k in batch])
+        image_prompt = [prompts.index(job.prompt) for job, _ in batch]
         columns = []
-        for codes in generate_image_tokens(model, ids, uncond, len(gens), s.cfg, sampler, steps):
+        for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps):
             columns.append(codes)
-            yield Step(start * steps + len(columns) * len(gens), total)
-        pixels = to_uint8(model.decode_codes(torch.stack(columns, dim=1)))  # (n, 384, 384, 3)
-        for k, image in zip(indices, pixels):
-            yield ImageReady(first_index + k, s.seed + k, prompt, image)
+            yield Step(done + len(columns) * len(batch), total)
+        done += steps * len(batch)
+        session.model.language_model.free_cache()  # the decoder's activations need the room
+        pixels = to_uint8(model.decode_codes(torch.stack(columns, dim=1)))  # (B, 384, 384, 3)
+        for (job, k), image in zip(batch, pixels):
+            yield ImageReady(job.first + k, job.settings.seed + k, job.prompt, image)
+
+
+def _batches(images: list[tuple[ImageJob, int]], size: int) -> Iterator[list[tuple[ImageJob, int]]]:
+    """Runs of at most SIZE consecutive images with the same sampling settings."""
+    run: list[tuple[ImageJob, int]] = []
+    for image in images:
+        if run and (len(run) == size or image[0].sampling() != run[0][0].sampling()):
+            yield run
+            run = []
+        run.append(image)
+    if run:
+        yield run

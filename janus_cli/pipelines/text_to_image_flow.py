@@ -90,3 +90,14 @@ def generate_flow_images(
             pixels = to_uint8(vae.decode(z))  # (n, 384, 384, 3)
         for k, image in zip(indices, pixels):
             yield ImageReady(first_index + k, image_seed(s, k), prompt, image)
+
+
+def generate_flow_jobs(session: Session, vae: VAEDecoder, jobs: list[tuple[str, FlowSettings, int]]) -> Iterator[Step | ImageReady]:
+    """The images of every (prompt, settings, first index) job in turn, with one Step count
+    (Euler steps of all images) over the whole run."""
+    total = sum(s.n * s.steps for _, s, _ in jobs)
+    done = 0
+    for prompt, s, first in jobs:
+        for event in generate_flow_images(session, vae, prompt, s, first):
+            yield Step(done + event.done, total) if isinstance(event, Step) else event
+        done += s.n * s.steps

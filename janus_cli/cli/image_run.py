@@ -1,0 +1,130 @@
+"""Running an image command's work list: planned names, --manifest / --resume / --keep-going,
+and rendering the events (progress on stderr; PNGs with metadata and optional JSON sidecars;
+paths, one JSON document or JSON lines on stdout; a timing summary on stderr)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import typer
+
+from janus_cli.cli import common, images, jobs, output
+from janus_cli.cli.jobs import Job
+from janus_cli.cli.manifest import Manifest
+from janus_cli.errors import InputError
+
+
+@dataclass(frozen=True)
+class Output:
+    """What an image command does with its images (its Output options)."""
+
+    target: str  # -o: a folder or a name template
+    overwrite: bool = False
+    mode: str = "text"  # "text" (paths), "json" (one document) or "jsonl"
+    quiet: bool = False
+    manifest: str | None = None
+    resume: bool = False
+    keep_going: bool = False
+    sidecar: bool = False
+
+    def open_manifest(self) -> Manifest | None:
+        if self.resume and self.manifest is None:
+            raise InputError("--resume needs --manifest FILE")
+        return Manifest(self.manifest) if self.manifest else None
+
+
+@dataclass
+class Plan:
+    work: list[Job]  # what is left to make
+    paths: dict[int, Path]  # run index -> output path
+    failed: list[tuple[Job, str]] = field(default_factory=list)  # prompts refused with --keep-going
+
+
+def plan(work: list[Job], seed_of: Callable[[Job, int], int], model: str, out: Output, log: Manifest | None) -> Plan:
+    """Name every image of WORK; with --resume, drop the images the manifest records as made
+    (same index, prompt, seed, settings and model, and the file still there) and keep the
+    names of the run being resumed."""
+    done: dict[int, Path] = {}
+    if out.resume and log is not None:
+        wanted = {(j.first + k): (j, k) for j in work for k in range(j.n)}
+        for r in log.records():
+            job, k = wanted.get(r.get("index"), (None, 0))
+            if job is None or "error" in r or not Path(str(r.get("path"))).is_file():
+                continue
+            same = {"prompt": job.prompt, "seed": seed_of(job, k), "model": model, **job.options}
+            if all(r.get(key) == value for key, value in same.items()):
+                done[r["index"]] = Path(r["path"])
+    paths = images.plan_images(work, seed_of, model, out.target, out.overwrite, own=set(done.values()))
+    if done and not out.quiet:
+        common.err.print(f"resuming: {len(done)} images already made", markup=False)
+    left = jobs.select_images(work, lambda i: i not in done)
+    return Plan(left, paths)
+
+
+def check_prompts(p: Plan, check: Callable[[str], object], keep_going: bool) -> None:
+    """Run CHECK(prompt) on every prompt before any work; with KEEP_GOING a refused prompt's
+    images are set aside as failures instead of stopping the run."""
+    bad: dict[str, str] = {}
+    for prompt in dict.fromkeys(j.prompt for j in p.work):
+        try:
+            check(prompt)
+        except InputError as e:
+            if not keep_going:
+                raise
+            bad[prompt] = str(e)
+    p.failed = [(j, bad[j.prompt]) for j in p.work if j.prompt in bad]
+    p.work = [j for j in p.work if j.prompt not in bad]
+
+
+def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], base: dict, out: Output, log: Manifest | None) -> None:
+    """Render EVENTS (Step and ImageReady of all of P.work, in order) and P.failed. Every
+    image gets a record (BASE + its job's options + prompt, seed, index, path): it goes into
+    the PNG's metadata, the sidecar, the manifest, and stdout. Exits non-zero at the end if
+    any image failed."""
+    from janus_cli.imageio import save_png
+    from janus_cli.pipelines.events import ImageReady, Step
+
+    job_of = {j.first + k: j for j in p.work for k in range(j.n)}
+    records: list[dict] = []
+
+    def emit(record: dict) -> None:
+        if log is not None:
+            log.append(record)
+        records.append(record)
+        if out.mode == "jsonl":
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        elif out.mode == "text" and "path" in record:
+            typer.echo(record["path"])
+
+    for job, message in p.failed:
+        common.err.print(f"error: {message}", markup=False)
+        for k in range(job.n):
+            emit({**base, **job.options, "prompt": job.prompt, "seed": seed_of(job, k), "index": job.first + k, "error": message})
+    if not out.quiet and p.work:
+        seeds = sorted({j.seed for j in p.work})
+        common.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
+    t0, made = time.perf_counter(), 0
+    with common.progress_bar(out.quiet) as bar:
+        task = bar.add_task("generating", total=len(job_of))
+        for event in events:
+            if isinstance(event, Step):
+                bar.update(task, completed=len(job_of) * event.done / event.total)
+            elif isinstance(event, ImageReady):
+                job, path = job_of[event.index], p.paths[event.index]
+                record = {**base, **job.options, "prompt": job.prompt, "seed": event.seed, "index": event.index, "path": str(path)}
+                save_png(event.pixels, path, output.png_metadata(record), out.overwrite)
+                if out.sidecar:
+                    output.write_sidecar(path, record, out.overwrite)
+                emit(record)
+                made += 1
+    seconds = time.perf_counter() - t0
+    if out.mode == "json":
+        typer.echo(json.dumps({"images": records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
+    if not out.quiet and made:
+        common.err.print(f"{made} images in {seconds:.1f}s ({made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
+    if p.failed:
+        raise common.fail(f"{sum(j.n for j, _ in p.failed)} of {sum(j.n for j, _ in p.failed) + made} images failed", 1)

@@ -21,7 +21,7 @@ from janus_cli.cli import app
 
 
 
-@pytest.mark.parametrize("command", [[], ["describe"], ["generate"]])
+@pytest.mark.parametrize("command", [[], ["describe"], ["generate"], ["flow-generate"], ["chat"], ["convert"], ["models"]])
 def test_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from janus_cli.cli import common
+from janus_cli.cli.chat import chat
 from janus_cli.cli.convert import convert
 from janus_cli.cli.describe import describe
 from janus_cli.cli.flow import flow_generate
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.command(no_args_is_help=True)(describe)
 app.command(no_args_is_help=True)(generate)
 app.command("flow-generate", no_args_is_help=True)(flow_generate)
+app.command()(chat)
 app.command(no_args_is_help=True)(convert)
 app.add_typer(models)
 

@@ -60,23 +60,50 @@ def describe(session: Session, groups: list[list[Image.Image]], s: DescribeSetti
         current.append(i)
     batches.append(current)
     for batch in batches:
-        ids = torch.tensor([prompts[i] for i in batch], device=session.device)  # (B, T)
-        pixels = torch.stack([preprocess(img, session.preprocess) for i in batch for img in groups[i]])
-        with torch.inference_mode():
-            embeds = model.embed_prompt(ids, pixels.to(session.device), model.image_slots(ids, tok.special))
-        sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(s.seed + i) for i in batch])
-        answers: list[list[int]] = [[] for _ in batch]
-        finished = [False] * len(batch)
-        shown = ""
-        for step_ids in generate_text(model.language_model, embeds, max_tokens, sampler, tok.special.eos):
-            for row, t in enumerate(step_ids.tolist()):
-                finished[row] = finished[row] or t == tok.special.eos
-                if not finished[row]:
-                    answers[row].append(t)
-            if len(batch) == 1:
-                text = tok.decode(answers[0])
-                if not text.endswith("\ufffd") and len(text) > len(shown):
-                    yield TextDelta(batch[0], text[len(shown) :])
-                    shown = text
-        for row, i in enumerate(batch):
-            yield TextReady(i, tok.decode(answers[row]), len(answers[row]))
+        yield from _answer(session, [prompts[i] for i in batch], [groups[i] for i in batch], batch, s, max_tokens)
+
+
+def reply(session: Session, messages: list[str], images: list[Image.Image], s: DescribeSettings) -> Iterator[TextDelta | TextReady]:
+    """The assistant's next answer in a conversation (index 0), streamed.
+
+    Args:
+        messages: user and assistant turns, alternating, user first and last; each image of
+            the conversation is an `<image_placeholder>` in some user turn.
+        images: the pictures of those tags, in order.
+        s: S.question is unused; S.seed seeds this answer.
+    """
+    prompt = understanding_ids(session.tokenizer, messages, session.config.image_tokens)
+    tags = sum(m.count(IMAGE_TAG) for m in messages)
+    if tags != len(images):
+        raise InputError(f"the conversation has {tags} {IMAGE_TAG} tags for {len(images)} images")
+    room = session.config.llm.context_length - len(prompt)
+    if room < 1:
+        raise InputError(f"the conversation is {len(prompt)} tokens, over the {session.config.llm.context_length}-token context")
+    yield from _answer(session, [prompt], [images], [0], s, min(s.max_tokens, room))
+
+
+def _answer(session: Session, prompts: list[list[int]], groups: list[list[Image.Image]], indices: list[int], s: DescribeSettings, max_tokens: int):
+    """Answer equal-length PROMPTS (one row each) about their image GROUPS; row r is answer
+    INDICES[r], seeded S.seed + INDICES[r]. A single row streams TextDelta events."""
+    tok, model = session.tokenizer, session.model
+    ids = torch.tensor(prompts, device=session.device)  # (B, T)
+    pixels = [preprocess(img, session.preprocess) for g in groups for img in g]
+    with torch.inference_mode():
+        pixels = torch.stack(pixels).to(session.device) if pixels else None  # (images, 3, H, W)
+        embeds = model.embed_prompt(ids, pixels, model.image_slots(ids, tok.special))
+    sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(s.seed + i) for i in indices])
+    answers: list[list[int]] = [[] for _ in indices]
+    finished = [False] * len(indices)
+    shown = ""
+    for step_ids in generate_text(model.language_model, embeds, max_tokens, sampler, tok.special.eos):
+        for row, t in enumerate(step_ids.tolist()):
+            finished[row] = finished[row] or t == tok.special.eos
+            if not finished[row]:
+                answers[row].append(t)
+        if len(indices) == 1:
+            text = tok.decode(answers[0])
+            if not text.endswith("\ufffd") and len(text) > len(shown):
+                yield TextDelta(indices[0], text[len(shown) :])
+                shown = text
+    for row, i in enumerate(indices):
+        yield TextReady(i, tok.decode(answers[row]), len(answers[row]))

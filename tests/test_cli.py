@@ -1,6 +1,8 @@
 """The real command line: help, end-to-end runs on tiny checkpoints, one-line errors."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +147,39 @@ def test_missing_and_truncated_weights(tmp_path):
 def test_offline_hub_model_is_one_line_error(tmp_path):
     r = run("generate", "a cat", env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
     assert_one_line_error(r, "deepseek-ai/Janus-Pro-1B")
+
+
+def test_shell_completion_completes_commands_and_options():
+    script = [str(Path(sys.executable).parent / "janus")]  # completion keys on the program's name
+    if not Path(script[0]).exists():
+        pytest.skip("the janus console script is not installed")
+    env = {**os.environ, "_JANUS_COMPLETE": "complete_bash", "COMP_CWORD": "1"}
+    assert subprocess.run(script, env={**env, "COMP_WORDS": "janus gen"}, capture_output=True, text=True).stdout.split() == ["generate"]
+    options = subprocess.run(script, env={**env, "COMP_WORDS": "janus chat --max", "COMP_CWORD": "2"}, capture_output=True, text=True)
+    assert options.stdout.split() == ["--max-tokens"]
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_no_color_is_respected_on_a_terminal(no_color):
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    env.update({"TERM": "xterm-256color", "COLUMNS": "100", **({"NO_COLOR": "1"} if no_color else {})})
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "janus_cli", "generate", "--help"], stdout=child, stderr=child, env=env)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait()
+    os.close(main)
+    assert b"Usage" in out
+    params = [p for sgr in re.findall(rb"\x1b\[([0-9;]*)m", out) for p in sgr.split(b";") if p]
+    colored = any(30 <= int(p) <= 49 or 90 <= int(p) <= 107 for p in params)  # NO_COLOR keeps bold, drops colour
+    assert colored is not no_color

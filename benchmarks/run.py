@@ -119,7 +119,7 @@ def flow_step_case(dtype: torch.dtype, reps: int) -> dict:
     t = time_grid(30, dtype)[0][:1]
     cached, full = [], []
     for _ in range(reps):  # interleaved; the prefix prefill (once per image) is not timed
-        fp = prefill_prompt(model, ids, uncond, 1, 576)
+        fp = prefill_prompt(model, [ids], [uncond], [0], 576)
         start = time.perf_counter()
         velocity(model, fp, z, t)
         cached.append(time.perf_counter() - start)

@@ -65,7 +65,7 @@ def prompt(session, gj):
 @pytest.fixture(scope="module")
 def five_steps(model, prompt, gt):
     ids, uncond = prompt
-    return list(sample_flow(model, ids, uncond, gt["generate.z0"], 5, 2.0))
+    return list(sample_flow(model, [ids], [uncond], [0, 0], gt["generate.z0"], 5, 2.0))
 
 
 def test_parameters_are_the_checkpoint_keys(folder):
@@ -122,7 +122,7 @@ def test_step0_matches_golden(model, prompt, gt):
     t = ts[0].expand(2)
     with torch.inference_mode():
         assert_close(model.encode_latent(z0, t)[1], gt["generate.step0_t_emb"])
-        v = velocity(model, prefill_prompt(model, ids, uncond, 2, 576), z0, t)
+        v = velocity(model, prefill_prompt(model, [ids], [uncond], [0, 0], 576), z0, t)
     assert v.shape == (4, *LATENT)
     assert_close(v[:2], gt["generate.step0_v_cond"])
     assert_close(v[2:], gt["generate.step0_v_uncond"])
@@ -134,10 +134,20 @@ def test_prefix_cache_equals_full_recompute(model, prompt, gt):
     ids, uncond = prompt
     z0, z1 = gt["generate.z0"], gt["generate.z_after_5_steps"]
     ts, _ = time_grid(30, torch.float32)
-    fp = prefill_prompt(model, ids, uncond, 2, 576)
+    fp = prefill_prompt(model, [ids], [uncond], [0, 0], 576)
     velocity(model, fp, z0, ts[0].expand(2))
     cached = velocity(model, fp, z1, ts[17].expand(2))
     assert_close(cached, recompute_velocity(model, ids, uncond, z1, ts[17].expand(2)), rel=1e-5)
+
+
+def test_prompts_of_different_lengths_share_a_batch(model, session, gt):
+    """Left-padded mixed prompts: each image's velocities are those of its prompt alone."""
+    (a, ua), (b, ub) = flow_prompt_ids(session, "a fox"), flow_prompt_ids(session, "a lighthouse on a cliff above a stormy sea")
+    assert len(a) != len(b)
+    z, t = gt["generate.z0"], time_grid(30, torch.float32)[0][17].expand(2)  # (2, L, H, W), (2,)
+    v = velocity(model, prefill_prompt(model, [a, b], [ua, ub], [1, 0], 576), z, t)  # image 0: prompt b, image 1: prompt a
+    assert_close(v[[0, 2]], recompute_velocity(model, b, ub, z[:1], t[:1]), rel=1e-5)
+    assert_close(v[[1, 3]], recompute_velocity(model, a, ua, z[1:], t[1:]), rel=1e-5)
 
 
 @pytest.mark.slow
@@ -157,7 +167,7 @@ def test_five_step_images_match_golden(five_steps, gt):
 @pytest.mark.slow
 def test_thirty_steps_match_golden(model, prompt, gt):
     ids, uncond = prompt
-    *_, z = sample_flow(model, ids, uncond, gt["generate.z0"], 30, 2.0)
+    *_, z = sample_flow(model, [ids], [uncond], [0, 0], gt["generate.z0"], 30, 2.0)
     assert_close(z, gt["generate.z_after_30_steps"], rel=1e-3)
     vae = load_vae(checkpoint_dir(f"{NAME}-vae"), dtype=torch.float32)
     with torch.inference_mode():

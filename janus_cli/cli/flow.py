@@ -83,7 +83,7 @@ def flow_generate(
         base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value,
                 "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
         settings = [(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, batch_size=batch_size, **j.options), j.first) for j in plan.work]
-        image_run.write_images(plan, generate_flow_jobs(session, decoder, settings), seed_of, base, out, log)
+        image_run.write_images(plan, generate_flow_jobs(session, decoder, settings, batch_size), seed_of, base, out, log)
 
 
 def _open_vae(ref: str, session, quiet: bool):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from janus_cli.errors import InputError
 from janus_cli.imageio import preprocess
+from janus_cli.pipelines.batching import batches
 from janus_cli.pipelines.events import TextDelta, TextReady
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import IMAGE_TAG, understanding_ids
@@ -52,14 +53,7 @@ def describe(session: Session, groups: list[list[Image.Image]], s: DescribeSetti
         raise InputError(f"the prompt is {max(len(p) for p in prompts)} tokens, over the {session.config.llm.context_length}-token context")
     max_tokens = min(s.max_tokens, room)
     order = sorted(range(len(groups)), key=lambda i: len(prompts[i]))
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) == s.batch_size or len(prompts[current[0]]) != len(prompts[i])):
-            batches.append(current)
-            current = []
-        current.append(i)
-    batches.append(current)
-    for batch in batches:
+    for batch in batches(order, lambda i: len(prompts[i]), s.batch_size):
         yield from _answer(session, [prompts[i] for i in batch], [groups[i] for i in batch], batch, s, max_tokens)
 
 

@@ -9,6 +9,7 @@ import torch
 
 from janus_cli.errors import InputError
 from janus_cli.imageio import to_uint8
+from janus_cli.pipelines.batching import batches
 from janus_cli.pipelines.events import ImageReady, Step
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import generation_ids, make_uncond_ids
@@ -65,7 +66,7 @@ def generate_jobs(session: Session, jobs: list[ImageJob], batch_size: int) -> It
     steps = session.config.image_tokens
     images = [(job, k) for job in jobs for k in range(job.settings.n)]
     total, done = len(images) * steps, 0
-    for batch in _batches(images, batch_size):
+    for batch in batches(images, lambda image: image[0].sampling(), batch_size):
         prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
         cond = [ids[p] for p in prompts]
         uncond = [make_uncond_ids(p, tok.special.pad) for p in cond]
@@ -82,14 +83,3 @@ def generate_jobs(session: Session, jobs: list[ImageJob], batch_size: int) -> It
         for (job, k), image in zip(batch, pixels):
             yield ImageReady(job.first + k, job.settings.seed + k, job.prompt, image)
 
-
-def _batches(images: list[tuple[ImageJob, int]], size: int) -> Iterator[list[tuple[ImageJob, int]]]:
-    """Runs of at most SIZE consecutive images with the same sampling settings."""
-    run: list[tuple[ImageJob, int]] = []
-    for image in images:
-        if run and (len(run) == size or image[0].sampling() != run[0][0].sampling()):
-            yield run
-            run = []
-        run.append(image)
-    if run:
-        yield run

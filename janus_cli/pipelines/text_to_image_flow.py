@@ -11,6 +11,7 @@ from torch import Tensor
 from janus_cli.errors import InputError
 from janus_cli.imageio import to_uint8
 from janus_cli.models.vae import VAEDecoder
+from janus_cli.pipelines.batching import batches
 from janus_cli.pipelines.events import ImageReady, Step
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import generation_ids
@@ -76,28 +77,34 @@ def generate_flow_images(
     session: Session, vae: VAEDecoder, prompt: str, s: FlowSettings, first_index: int = 0
 ) -> Iterator[Step | ImageReady]:
     """Make S.n images of PROMPT with S.steps Euler steps each, S.batch_size at a time."""
+    return generate_flow_jobs(session, vae, [(prompt, s, first_index)], s.batch_size)
+
+
+def generate_flow_jobs(
+    session: Session, vae: VAEDecoder, jobs: list[tuple[str, FlowSettings, int]], batch_size: int
+) -> Iterator[Step | ImageReady]:
+    """The images of every (prompt, settings, first index) job, BATCH_SIZE per forward, in
+    run order; consecutive images share a batch even when their prompts differ (if their
+    steps and cfg agree). Each image keeps its own noise, so batching never changes it."""
     model = session.model
-    ids, uncond = flow_prompt_ids(session, prompt)
-    noise = initial_noise(s.n, s.seed, s.noise, latent_shape(session))  # (N, L, H, W) bf16
-    total = s.n * s.steps
-    for start in range(0, s.n, s.batch_size):
-        indices = range(start, min(s.n, start + s.batch_size))
-        z = noise[start : indices.stop].to(session.device, session.dtype)  # (n, L, H, W)
-        for step, latent in enumerate(sample_flow(model, ids, uncond, z, s.steps, s.cfg)):
+    ids = {prompt: flow_prompt_ids(session, prompt) for prompt, _, _ in jobs}  # refuse a long prompt before any work
+    noise = [initial_noise(s.n, s.seed, s.noise, latent_shape(session)) for _, s, _ in jobs]  # (n, L, H, W) bf16 each
+    images = [(j, k) for j, (_, s, _) in enumerate(jobs) for k in range(s.n)]
+    total, done = sum(jobs[j][1].steps for j, _ in images), 0
+    for batch in batches(images, lambda image: (jobs[image[0]][1].steps, jobs[image[0]][1].cfg), batch_size):
+        prompts = list(dict.fromkeys(jobs[j][0] for j, _ in batch))  # distinct, in batch order
+        steps, cfg = jobs[batch[0][0]][1].steps, jobs[batch[0][0]][1].cfg
+        z = torch.stack([noise[j][k] for j, k in batch]).to(session.device, session.dtype)  # (B, L, H, W)
+        image_prompt = [prompts.index(jobs[j][0]) for j, _ in batch]
+        cond, uncond = [ids[p][0] for p in prompts], [ids[p][1] for p in prompts]
+        for step, latent in enumerate(sample_flow(model, cond, uncond, image_prompt, z, steps, cfg)):
             z = latent
-            yield Step(start * s.steps + (step + 1) * len(indices), total)
+            yield Step(done + (step + 1) * len(batch), total)
+        done += steps * len(batch)
+        session.model.language_model.free_cache()
         with torch.inference_mode():
-            pixels = to_uint8(vae.decode(z))  # (n, 384, 384, 3)
-        for k, image in zip(indices, pixels):
-            yield ImageReady(first_index + k, image_seed(s, k), prompt, image)
+            pixels = to_uint8(vae.decode(z))  # (B, 384, 384, 3)
+        for (j, k), image in zip(batch, pixels):
+            prompt, s, first = jobs[j]
+            yield ImageReady(first + k, image_seed(s, k), prompt, image)
 
-
-def generate_flow_jobs(session: Session, vae: VAEDecoder, jobs: list[tuple[str, FlowSettings, int]]) -> Iterator[Step | ImageReady]:
-    """The images of every (prompt, settings, first index) job in turn, with one Step count
-    (Euler steps of all images) over the whole run."""
-    total = sum(s.n * s.steps for _, s, _ in jobs)
-    done = 0
-    for prompt, s, first in jobs:
-        for event in generate_flow_images(session, vae, prompt, s, first):
-            yield Step(done + event.done, total) if isinstance(event, Step) else event
-        done += s.n * s.steps

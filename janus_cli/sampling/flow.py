@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from janus_cli.sampling.autoregressive import PAD_FILL
 from janus_cli.sampling.logits import apply_cfg
 
 
@@ -45,37 +46,44 @@ def time_grid(steps: int, dtype: torch.dtype, device: torch.device | str = "cpu"
 
 @dataclass
 class FlowPrompt:
-    """A prompt prefix prefilled into the LLM cache, shared by the [cond x N; uncond x N] rows."""
+    """Prompt prefixes prefilled into the LLM cache, shared by the [cond x N; uncond x N] rows."""
 
-    n: int  # images (rows per distinct prompt)
-    groups: int  # distinct prompts: 2 with guidance, 1 without
-    length: int  # L', the prefix length
-    positions: Tensor  # (1 + h*w,) positions of the time token and the latent tokens
+    n: int  # images
+    groups: int  # 2 with guidance (cond and uncond rows), 1 without
+    length: int  # L', the (padded) prefix length
+    positions: Tensor  # (1 + h*w,) cache slots of the time token and the latent tokens
     key_mask: Tensor  # (groups*N, S) bool, False at the masked prompt positions
+    pad: Tensor | None  # (groups*N,) left padding of each row, None when all prompts are as long
 
 
 @torch.inference_mode()
-def prefill_prompt(model, prompt: list[int], uncond: list[int] | None, n: int, tokens: int) -> FlowPrompt:
-    """Prefill the prompt prefix (the ids without their last token, the generation tag).
+def prefill_prompt(model, prompts: list[list[int]], unconds: list[list[int]] | None, image_prompt: list[int], tokens: int) -> FlowPrompt:
+    """Prefill the prompt prefixes (the ids without their last token, the generation tag).
 
     Args:
-        model: a JanusFlowModel. prompt: conditional ids, ending with the generation tag.
-        uncond: unconditional ids of the same length (only their BOS is seen), or None for no
-            guidance rows. n: images. tokens: latent tokens per image (h*w = 576).
+        model: a JanusFlowModel. prompts: conditional ids of J prompts, each ending with the
+            generation tag. unconds: their unconditional ids (same lengths; only their BOS is
+            seen), or None for no guidance rows. image_prompt: for each image, the index of its
+            prompt. tokens: latent tokens per image (h*w = 576).
     """
     llm = model.language_model
     device = llm.lm_head.weight.device
-    distinct = torch.tensor([prompt[:-1]] + ([uncond[:-1]] if uncond is not None else []), device=device)  # (P, L')
-    groups, length = distinct.shape
+    rows = [p[:-1] for p in prompts] + ([u[:-1] for u in unconds] if unconds is not None else [])  # P rows
+    length = max(len(r) for r in rows)
+    pads = [length - len(r) for r in rows]
+    distinct = torch.tensor([[PAD_FILL] * k + r for k, r in zip(pads, rows)], device=device)  # (P, L'), left padded
+    pad = torch.tensor(pads, device=device) if any(pads) else None  # (P,)
     total = length + 1 + tokens
-    llm.setup_cache(rows=groups, length=total)
-    key_mask = torch.ones(groups, total, dtype=torch.bool, device=device)  # (P, S)
-    key_mask[1:, 1:length] = False  # the unconditional row sees only its BOS
-    llm(llm.model.embed_tokens(distinct), torch.arange(length, device=device), key_mask=key_mask, used=length)
-    rows = torch.arange(groups, device=device).repeat_interleave(n)  # [0]*N + [1]*N
-    llm.expand_cache(rows)
+    llm.setup_cache(rows=len(rows), length=total)
+    key_mask = torch.ones(len(rows), total, dtype=torch.bool, device=device)  # (P, S)
+    for row in range(len(prompts), len(rows)):
+        key_mask[row, pads[row] + 1 : length] = False  # an unconditional row sees only its BOS
+    llm(llm.model.embed_tokens(distinct), torch.arange(length, device=device), key_mask=key_mask, used=length, pad=pad)
+    groups, j = (2 if unconds is not None else 1), len(prompts)
+    index = torch.tensor([p + g * j for g in range(groups) for p in image_prompt], device=device)  # (groups*N,)
+    llm.expand_cache(index)
     positions = torch.arange(length, total, device=device)  # (1 + h*w,)
-    return FlowPrompt(n, groups, length, positions, key_mask[rows])
+    return FlowPrompt(len(image_prompt), groups, length, positions, key_mask[index], None if pad is None else pad[index])
 
 
 @torch.inference_mode()
@@ -92,7 +100,7 @@ def velocity(model, fp: FlowPrompt, z: Tensor, t: Tensor) -> Tensor:
     x = torch.cat([t_emb[:, None], tokens], dim=1)  # (N, 1 + h*w, C)
     g = fp.groups
     hidden = model.language_model(
-        x.repeat(g, 1, 1), fp.positions, key_mask=fp.key_mask, used=fp.length + x.shape[1]
+        x.repeat(g, 1, 1), fp.positions, key_mask=fp.key_mask, used=fp.length + x.shape[1], pad=fp.pad
     )  # (groups*N, 1 + h*w, C)
     return model.decode_velocity(hidden[:, 1:], skip.repeat(g, 1, 1, 1), t_emb.repeat(g, 1))
 
@@ -116,19 +124,22 @@ def recompute_velocity(model, prompt: list[int], uncond: list[int], z: Tensor, t
 
 
 @torch.inference_mode()
-def sample_flow(model, prompt: list[int], uncond: list[int], z: Tensor, steps: int, cfg: float) -> Iterator[Tensor]:
+def sample_flow(
+    model, prompts: list[list[int]], unconds: list[list[int]], image_prompt: list[int], z: Tensor, steps: int, cfg: float
+) -> Iterator[Tensor]:
     """Integrate noise Z to data in STEPS Euler steps; yield the (N, L, H, W) latent after each.
 
     Args:
-        model: a JanusFlowModel. prompt/uncond: conditional and unconditional ids (same
-            length, ending with the generation tag, which is replaced by the time token).
+        model: a JanusFlowModel. prompts/unconds: conditional and unconditional ids of J
+            prompts (unconds[j] as long as prompts[j], ending with the generation tag, which is
+            replaced by the time token). image_prompt: for each of the N images, its prompt.
         z: (N, L, H, W) noise at t = 0, in the model dtype.
         cfg: guidance weight w: `v = w·v_cond − (w−1)·v_uncond`; 1 runs no uncond rows.
     """
     n = z.shape[0]
     guided = cfg != 1.0
     tokens = (z.shape[2] // 2) * (z.shape[3] // 2)  # the encoder patchifies 2 x 2
-    fp = prefill_prompt(model, prompt, uncond if guided else None, n, tokens)
+    fp = prefill_prompt(model, prompts, unconds if guided else None, image_prompt, tokens)
     ts, dt = time_grid(steps, z.dtype, z.device)
     for k in range(steps):
         v = velocity(model, fp, z, ts[k].expand(n))  # (groups*N, L, H, W)

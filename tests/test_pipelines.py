@@ -7,7 +7,8 @@ from conftest import checkpoint_dir
 from janus_cli.errors import InputError
 from janus_cli.pipelines.events import ImageReady
 from janus_cli.pipelines.session import open_session
-from janus_cli.pipelines.text_to_image import GenerateSettings, ImageJob, generate_images, generate_jobs
+from janus_cli.pipelines.batching import ImageJob
+from janus_cli.pipelines.text_to_image import GenerateSettings, generate_images, generate_jobs
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,8 @@ class Conversation:
             raise InputError("/imagine needs a prompt")
         if self.session.config.family != "janus":
             raise InputError(f"/imagine needs a Janus or Janus-Pro model; {self.session.name} is {self.session.config.family}")
-        from janus_cli.pipelines.text_to_image import GenerateSettings, ImageJob, generate_jobs, prompt_ids
+        from janus_cli.pipelines.batching import ImageJob
+        from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs, prompt_ids
 
         seed, index = self.settings.seed + self.imagined, self.imagined
         work = [jobs.Job(prompt, 1, seed, index, {"cfg": 5.0, "temperature": 1.0, "top_k": None, "top_p": None})]

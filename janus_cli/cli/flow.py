@@ -76,14 +76,15 @@ def flow_generate(
             return
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janusflow", "janus flow-generate")
+        from janus_cli.pipelines.batching import ImageJob
         from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_jobs
 
         image_run.check_prompts(plan, lambda p: flow_prompt_ids(session, p), keep_going)
         decoder = _open_vae(vae, session, quiet)
         base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value,
                 "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
-        settings = [(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, batch_size=batch_size, **j.options), j.first) for j in plan.work]
-        image_run.write_images(plan, generate_flow_jobs(session, decoder, settings, batch_size), seed_of, base, out, log)
+        flow_jobs = [ImageJob(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, **j.options), j.first) for j in plan.work]
+        image_run.write_images(plan, generate_flow_jobs(session, decoder, flow_jobs, batch_size), seed_of, base, out, log)
 
 
 def _open_vae(ref: str, session, quiet: bool):

@@ -79,7 +79,8 @@ def generate(
             return
         session = common.open_model(v["model"], device, dtype, v["revision"], quiet)
         session.require("janus", "janus generate")
-        from janus_cli.pipelines.text_to_image import GenerateSettings, ImageJob, generate_jobs, prompt_ids
+        from janus_cli.pipelines.batching import ImageJob
+        from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs, prompt_ids
 
         image_run.check_prompts(plan, lambda p: prompt_ids(session, p), keep_going)
         base = {"model": v["model"], "revision": v["revision"], "dtype": str(session.dtype).removeprefix("torch."),

@@ -9,7 +9,7 @@ import torch
 
 from janus_cli.errors import InputError
 from janus_cli.imageio import to_uint8
-from janus_cli.pipelines.batching import batches
+from janus_cli.pipelines.batching import Image, ImageJob, image_batches
 from janus_cli.pipelines.events import ImageReady, Step
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import generation_ids, make_uncond_ids
@@ -28,6 +28,10 @@ class GenerateSettings:
     seed: int = 0
     batch_size: int = 4  # images per forward (each uses 2 rows with CFG)
 
+    def batch_key(self) -> tuple:
+        """What must agree for images to share a forward (one CFG scale, one sampler)."""
+        return self.cfg, self.temperature, self.top_k, self.top_p
+
 
 def prompt_ids(session: Session, prompt: str) -> list[int]:
     """Prompt ids, checked to leave room for the image tokens in the context."""
@@ -38,48 +42,40 @@ def prompt_ids(session: Session, prompt: str) -> list[int]:
     return ids
 
 
-@dataclass(frozen=True)
-class ImageJob:
-    """SETTINGS.n images of PROMPT: image k is run index FIRST + k, drawn from seed SETTINGS.seed + k."""
-
-    prompt: str
-    settings: GenerateSettings  # its n, seed and sampling (batch_size is the run's)
-    first: int = 0
-
-    def sampling(self) -> tuple:
-        """What must agree for images to share a batch (one CFG scale, one sampler)."""
-        s = self.settings
-        return s.cfg, s.temperature, s.top_k, s.top_p
-
-
 def generate_images(session: Session, prompt: str, s: GenerateSettings, first_index: int = 0) -> Iterator[Step | ImageReady]:
     """Make S.n images of PROMPT, S.batch_size per forward."""
     return generate_jobs(session, [ImageJob(prompt, s, first_index)], s.batch_size)
 
 
 def generate_jobs(session: Session, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:
-    """Make the images of all JOBS, BATCH_SIZE per forward, in run order. Consecutive images
-    share a batch even when their prompts differ (if their sampling settings agree). Image k of
+    """Make the images of all JOBS in run order, in the forwards of `image_batches`. Image k of
     a job uses its own generator seeded seed + k, so it is the same image whatever the batch."""
-    model, tok = session.model, session.tokenizer
-    ids = {job.prompt: prompt_ids(session, job.prompt) for job in jobs}  # refuse a long prompt before any work
+    for job in jobs:
+        prompt_ids(session, job.prompt)  # refuse a long prompt before any work
+    cut = image_batches(jobs, batch_size)
     steps = session.config.image_tokens
-    images = [(job, k) for job in jobs for k in range(job.settings.n)]
-    total, done = len(images) * steps, 0
-    for batch in batches(images, lambda image: image[0].sampling(), batch_size):
-        prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
-        cond = [ids[p] for p in prompts]
-        uncond = [make_uncond_ids(p, tok.special.pad) for p in cond]
-        cfg, temperature, top_k, top_p = batch[0][0].sampling()
-        sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.settings.seed + k) for job, k in batch])
-        image_prompt = [prompts.index(job.prompt) for job, _ in batch]
-        columns = []
-        for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps):
-            columns.append(codes)
-            yield Step(done + len(columns) * len(batch), total)
+    total, done = sum(map(len, cut)) * steps, 0
+    for batch in cut:
+        for event in generate_batch(session, batch):
+            yield Step(done + event.done, total) if isinstance(event, Step) else event
         done += steps * len(batch)
-        session.model.language_model.free_cache()  # the decoder's activations need the room
-        pixels = to_uint8(model.decode_codes(torch.stack(columns, dim=1)))  # (B, 384, 384, 3)
-        for (job, k), image in zip(batch, pixels):
-            yield ImageReady(job.first + k, job.settings.seed + k, job.prompt, image)
 
+
+def generate_batch(session: Session, batch: list[Image]) -> Iterator[Step | ImageReady]:
+    """The images of BATCH in one forward (they share `batch_key`); Step counts image tokens."""
+    model, tok = session.model, session.tokenizer
+    steps = session.config.image_tokens
+    prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
+    cond = [prompt_ids(session, p) for p in prompts]
+    uncond = [make_uncond_ids(p, tok.special.pad) for p in cond]
+    cfg, temperature, top_k, top_p = batch[0][0].settings.batch_key()
+    sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.settings.seed + k) for job, k in batch])
+    image_prompt = [prompts.index(job.prompt) for job, _ in batch]
+    columns = []
+    for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps):
+        columns.append(codes)
+        yield Step(len(columns) * len(batch), steps * len(batch))
+    model.language_model.free_cache()  # the decoder's activations need the room
+    pixels = to_uint8(model.decode_codes(torch.stack(columns, dim=1)))  # (B, 384, 384, 3)
+    for (job, k), image in zip(batch, pixels):
+        yield ImageReady(job.first + k, job.settings.seed + k, job.prompt, image)

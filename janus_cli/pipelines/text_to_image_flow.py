@@ -11,7 +11,7 @@ from torch import Tensor
 from janus_cli.errors import InputError
 from janus_cli.imageio import to_uint8
 from janus_cli.models.vae import VAEDecoder
-from janus_cli.pipelines.batching import batches
+from janus_cli.pipelines.batching import Image, ImageJob, image_batches
 from janus_cli.pipelines.events import ImageReady, Step
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import generation_ids
@@ -32,6 +32,10 @@ class FlowSettings:
     # official: one draw of all N latents from seed, like `torch.manual_seed(seed)` in the demo.
     noise: str = "per-image"
     batch_size: int = 4  # images per forward (each uses 2 rows with CFG)
+
+    def batch_key(self) -> tuple:
+        """What must agree for images to share a forward (one step count, one CFG weight)."""
+        return self.steps, self.cfg
 
 
 def latent_shape(session: Session) -> tuple[int, int, int]:
@@ -77,34 +81,42 @@ def generate_flow_images(
     session: Session, vae: VAEDecoder, prompt: str, s: FlowSettings, first_index: int = 0
 ) -> Iterator[Step | ImageReady]:
     """Make S.n images of PROMPT with S.steps Euler steps each, S.batch_size at a time."""
-    return generate_flow_jobs(session, vae, [(prompt, s, first_index)], s.batch_size)
+    return generate_flow_jobs(session, vae, [ImageJob(prompt, s, first_index)], s.batch_size)
 
 
-def generate_flow_jobs(
-    session: Session, vae: VAEDecoder, jobs: list[tuple[str, FlowSettings, int]], batch_size: int
-) -> Iterator[Step | ImageReady]:
-    """The images of every (prompt, settings, first index) job, BATCH_SIZE per forward, in
-    run order; consecutive images share a batch even when their prompts differ (if their
-    steps and cfg agree). Each image keeps its own noise, so batching never changes it."""
-    model = session.model
-    ids = {prompt: flow_prompt_ids(session, prompt) for prompt, _, _ in jobs}  # refuse a long prompt before any work
-    noise = [initial_noise(s.n, s.seed, s.noise, latent_shape(session)) for _, s, _ in jobs]  # (n, L, H, W) bf16 each
-    images = [(j, k) for j, (_, s, _) in enumerate(jobs) for k in range(s.n)]
-    total, done = sum(jobs[j][1].steps for j, _ in images), 0
-    for batch in batches(images, lambda image: (jobs[image[0]][1].steps, jobs[image[0]][1].cfg), batch_size):
-        prompts = list(dict.fromkeys(jobs[j][0] for j, _ in batch))  # distinct, in batch order
-        steps, cfg = jobs[batch[0][0]][1].steps, jobs[batch[0][0]][1].cfg
-        z = torch.stack([noise[j][k] for j, k in batch]).to(session.device, session.dtype)  # (B, L, H, W)
-        image_prompt = [prompts.index(jobs[j][0]) for j, _ in batch]
-        cond, uncond = [ids[p][0] for p in prompts], [ids[p][1] for p in prompts]
-        for step, latent in enumerate(sample_flow(model, cond, uncond, image_prompt, z, steps, cfg)):
-            z = latent
-            yield Step(done + (step + 1) * len(batch), total)
-        done += steps * len(batch)
-        session.model.language_model.free_cache()
-        with torch.inference_mode():
-            pixels = to_uint8(vae.decode(z))  # (B, 384, 384, 3)
-        for (j, k), image in zip(batch, pixels):
-            prompt, s, first = jobs[j]
-            yield ImageReady(first + k, image_seed(s, k), prompt, image)
+def generate_flow_jobs(session: Session, vae: VAEDecoder, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:
+    """Make the images of all JOBS (of FlowSettings) in run order, in the forwards of
+    `image_batches`; each image keeps its own noise, so batching never changes it."""
+    for job in jobs:
+        flow_prompt_ids(session, job.prompt)  # refuse a long prompt before any work
+    cut = image_batches(jobs, batch_size)
+    total, done = sum(job.settings.steps for batch in cut for job, _ in batch), 0
+    for batch in cut:
+        for event in generate_flow_batch(session, vae, batch):
+            yield Step(done + event.done, total) if isinstance(event, Step) else event
+        done += batch[0][0].settings.steps * len(batch)
 
+
+def generate_flow_batch(session: Session, vae: VAEDecoder, batch: list[Image]) -> Iterator[Step | ImageReady]:
+    """The images of BATCH in one forward (they share `batch_key`); Step counts Euler steps."""
+    prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
+    ids = [flow_prompt_ids(session, p) for p in prompts]
+    steps, cfg = batch[0][0].settings.batch_key()
+    draws: dict[ImageJob, Tensor] = {}  # the official noise is one draw of a whole job
+    for job, _ in batch:
+        if job not in draws:
+            s = job.settings
+            draws[job] = initial_noise(s.n, s.seed, s.noise, latent_shape(session)) if s.noise == "official" else None
+    z = torch.cat([
+        draws[job][k : k + 1] if draws[job] is not None else initial_noise(1, job.settings.seed + k, "per-image", latent_shape(session))
+        for job, k in batch
+    ]).to(session.device, session.dtype)  # (B, L, H, W)  # fmt: skip
+    image_prompt = [prompts.index(job.prompt) for job, _ in batch]
+    for step, latent in enumerate(sample_flow(session.model, [c for c, _ in ids], [u for _, u in ids], image_prompt, z, steps, cfg)):
+        z = latent
+        yield Step((step + 1) * len(batch), steps * len(batch))
+    session.model.language_model.free_cache()
+    with torch.inference_mode():
+        pixels = to_uint8(vae.decode(z))  # (B, 384, 384, 3)
+    for (job, k), image in zip(batch, pixels):
+        yield ImageReady(job.first + k, image_seed(job.settings, k), job.prompt, image)

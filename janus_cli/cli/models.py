@@ -27,7 +27,14 @@ def _default(ctx: typer.Context) -> None:
 
 @models.command("list")
 def list_models(as_json: common.Json = False) -> None:
-    """List the known models and whether each is in the local cache (no network used)."""
+    """List the known models and whether each is in the local cache (no network used).
+
+    [b]Examples[/b]
+
+      janus models list
+
+      janus models list --json | jq -r '.[] | select(.cached) | .path'
+    """
     with common.handle_errors():
         from janus_cli.checkpoints.hub import cached_path, registry
 
@@ -55,7 +62,14 @@ def pull(
     revision: common.Revision = None,
     quiet: common.Quiet = False,
 ) -> None:
-    """Download a model into the Hugging Face cache; prints its local folder."""
+    """Download a model into the Hugging Face cache; prints its local folder.
+
+    [b]Examples[/b]
+
+      janus models pull janus-pro-7b
+
+      HF_HOME=/data/hf janus models pull deepseek-ai/JanusFlow-1.3B --revision main
+    """
     with common.handle_errors():
         from janus_cli.checkpoints.hub import download, registry, spec_for
         from janus_cli.errors import InputError
@@ -78,6 +92,12 @@ def info(
     """Show a checkpoint's architecture, parameter count and special-token ids.
 
     A known model that is not downloaded is described from its bundled published config.
+
+    [b]Examples[/b]
+
+      janus models info janus-pro-7b
+
+      janus models info ./my-checkpoint --json
     """
     with common.handle_errors():
         from janus_cli.checkpoints.info import describe

@@ -86,10 +86,14 @@ def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], 
     the PNG's metadata, the sidecar, the manifest, and stdout. Exits non-zero at the end if
     any image failed."""
     from janus_cli.imageio import save_png
-    from janus_cli.pipelines.events import ImageReady, Step
+    from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
 
-    job_of = {j.first + k: j for j in p.work for k in range(j.n)}
+    job_of = {j.first + k: j for j in p.work for k in range(j.n)}  # the images still to come
+    total = len(job_of)
     records: list[dict] = []
+
+    def record_of(job: Job, seed: int, index: int, **outcome) -> dict:
+        return {**base, **job.options, "prompt": job.prompt, "seed": seed, "index": index, **outcome}
 
     def emit(record: dict) -> None:
         if log is not None:
@@ -103,19 +107,27 @@ def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], 
     for job, message in p.failed:
         common.err.print(f"error: {message}", markup=False)
         for k in range(job.n):
-            emit({**base, **job.options, "prompt": job.prompt, "seed": seed_of(job, k), "index": job.first + k, "error": message})
+            emit(record_of(job, seed_of(job, k), job.first + k, error=message))
     if not out.quiet and p.work:
         seeds = sorted({j.seed for j in p.work})
         common.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
-    t0, made = time.perf_counter(), 0
+    t0, made, failed = time.perf_counter(), 0, sum(j.n for j, _ in p.failed)
     with common.progress_bar(out.quiet) as bar:
-        task = bar.add_task("generating", total=len(job_of))
+        task = bar.add_task("generating", total=total)
         for event in events:
             if isinstance(event, Step):
-                bar.update(task, completed=len(job_of) * event.done / event.total)
+                bar.update(task, completed=total * event.done / event.total)
+            elif event.index not in job_of:  # made already: a batch re-run after its worker died
+                continue
+            elif isinstance(event, ImageFailed):
+                if not out.keep_going:
+                    raise InputError(event.error)
+                common.err.print(f"error: {event.error}", markup=False)
+                emit(record_of(job_of.pop(event.index), event.seed, event.index, error=event.error))
+                failed += 1
             elif isinstance(event, ImageReady):
-                job, path = job_of[event.index], p.paths[event.index]
-                record = {**base, **job.options, "prompt": job.prompt, "seed": event.seed, "index": event.index, "path": str(path)}
+                job, path = job_of.pop(event.index), p.paths[event.index]
+                record = record_of(job, event.seed, event.index, path=str(path))
                 save_png(event.pixels, path, output.png_metadata(record), out.overwrite)
                 if out.sidecar:
                     output.write_sidecar(path, record, out.overwrite)
@@ -126,5 +138,5 @@ def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], 
         typer.echo(json.dumps({"images": records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
     if not out.quiet and made:
         common.err.print(f"{made} images in {seconds:.1f}s ({made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
-    if p.failed:
-        raise common.fail(f"{sum(j.n for j, _ in p.failed)} of {sum(j.n for j, _ in p.failed) + made} images failed", 1)
+    if failed:
+        raise common.fail(f"{failed} of {failed + made} images failed", 1)

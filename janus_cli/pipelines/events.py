@@ -24,6 +24,16 @@ class ImageReady:
 
 
 @dataclass
+class ImageFailed:
+    """An image that could not be made (a worker's forward failed); the run goes on."""
+
+    index: int
+    seed: int
+    prompt: str
+    error: str
+
+
+@dataclass
 class TextDelta:
     """New text of one answer, as it is decoded (only for single-row runs)."""
 

@@ -34,6 +34,11 @@ def describe(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     revision: common.Revision = None,
+    engine: common.Engine = common.EngineName.local,
+    ray_address: common.RayAddress = None,
+    workers: common.Workers = 1,
+    gpus_per_worker: common.GpusPerWorker = 0.0,
+    cpus_per_worker: common.CpusPerWorker = 1,
 ) -> None:
     """Describe images, or answer a question about them; the answer streams to stdout.
 
@@ -47,6 +52,8 @@ def describe(
 
       janus describe 'photos/*.jpg' --manifest captions.jsonl --resume --keep-going -q
 
+      janus describe photos/ --engine ray --workers 4 --gpus-per-worker 1 --manifest captions.jsonl
+
       curl -s https://example.com/cat.jpg | janus describe -
     """
     import time
@@ -57,12 +64,21 @@ def describe(
         as_lines = inputs.output_mode(as_json, as_jsonl) != "text"
         if together and (shard or keep_going or manifest or resume):
             raise common.fail("--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume")
+        on_ray = engine is common.EngineName.ray
+        if on_ray:
+            if together:
+                raise common.fail("--together is one conversation: it runs with --engine local")
+            from janus_cli.distributed.cluster import import_ray
+
+            import_ray()  # without the extra, say so before any work
         if resume and manifest is None:
             raise common.fail("--resume needs --manifest FILE")
         log = Manifest(manifest) if manifest else None
         names = inputs.expand_images(images)
         done = describing.finished(log.records()) if resume else set()
         items = describing.pick_items(names, inputs.parse_shard(shard), done, prompt)
+        if on_ray and inputs.STDIN in names:
+            raise common.fail("--engine ray reads image files: `-` (stdin) runs with --engine local")
         stdin = inputs.read_stdin_bytes([name for _, name in items])
         if not keep_going:
             for _, name in items:
@@ -71,12 +87,11 @@ def describe(
         if not items:
             common.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
             return
-        session = common.open_model(model, device, dtype, revision, quiet)
         from janus_cli.pipelines.image_to_text import DescribeSettings
 
         settings = DescribeSettings(question=prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
         base = {"model": model, "prompt": prompt, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
-        stream = not as_lines and (together or len(items) == 1)
+        stream = not as_lines and not on_ray and (together or len(items) == 1)
         failures: list[str] = []
 
         def emit(record: dict) -> None:
@@ -96,11 +111,20 @@ def describe(
             common.err.print(f"error: {message}", markup=False)
 
         on_delta = (lambda text: typer.echo(text, nl=False)) if stream else (lambda text: None)
-        t0 = time.perf_counter()
-        if together:
-            tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+        if on_ray:
+            from janus_cli.distributed.cluster import ModelRef, RayOptions
+            from janus_cli.distributed.describe_job import describe_on_ray
+
+            t0 = time.perf_counter()
+            opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+            tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision), items, settings, keep_going, on_text, on_error)
         else:
-            tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
+            session = common.open_model(model, device, dtype, revision, quiet)
+            t0 = time.perf_counter()
+            if together:
+                tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+            else:
+                tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
         seconds = time.perf_counter() - t0
         if not quiet:
             common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s)", markup=False)

@@ -39,6 +39,14 @@ def flow_generate(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     revision: common.Revision = None,
+    keep_going: common.KeepGoing = False,
+    manifest: common.ManifestFile = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the images the --manifest already holds (same index, prompt and seed).")] = False,
+    engine: common.Engine = common.EngineName.local,
+    ray_address: common.RayAddress = None,
+    workers: common.Workers = 1,
+    gpus_per_worker: common.GpusPerWorker = 0.0,
+    cpus_per_worker: common.CpusPerWorker = 1,
 ) -> None:
     """Generate images from a text prompt with JanusFlow; prints the path of each PNG written.
 
@@ -56,6 +64,17 @@ def flow_generate(
         mode = inputs.output_mode(as_json, as_jsonl)
         per_image = noise is Noise.per_image
         work = jobs.make_jobs(jobs.read_prompts(prompt, prompts_file), n, images.pick_seed(seed), {"cfg": cfg, "steps": steps}, CHECKS)
+        if engine is common.EngineName.ray:
+            from janus_cli.distributed.cluster import ModelRef, RayOptions
+            from janus_cli.distributed.generate_job import ImageOutput, generate_on_ray
+            from janus_cli.distributed.image_plan import ImageTask
+
+            opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+            out = ImageOutput(output, overwrite, mode, quiet, manifest, resume, keep_going)
+            task = ImageTask("janusflow", "janus flow-generate", batch_size, noise.value, vae)
+            return generate_on_ray(opts, ModelRef(model, device, dtype, revision), task, work, record_base(model, revision, vae, noise, None), out)
+        if manifest or resume or keep_going:
+            raise common.fail("--manifest, --resume and --keep-going on flow-generate run with --engine ray")
         paths = images.plan_images(work, lambda j, k: j.seed + k if per_image else j.seed, model, output, overwrite)
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janusflow", "janus flow-generate")
@@ -63,9 +82,8 @@ def flow_generate(
 
         for p in {j.prompt for j in work}:
             flow_prompt_ids(session, p)  # fail on an over-long prompt before any work
-        decoder = _open_vae(vae, session, quiet)
-        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value,
-                "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
+        decoder = open_vae(vae, session, quiet)
+        base = record_base(model, revision, vae, noise, str(session.dtype).removeprefix("torch."))
 
         def run(job: jobs.Job):
             settings = FlowSettings(n=job.n, seed=job.seed, noise=noise.value, batch_size=batch_size, **job.options)
@@ -74,7 +92,12 @@ def flow_generate(
         images.write_images(work, run, paths, base, mode, quiet, overwrite)
 
 
-def _open_vae(ref: str, session, quiet: bool):
+def record_base(model: str, revision: str | None, vae: str, noise: Noise, dtype: str | None) -> dict:
+    """The head of every image record; DTYPE is None on the Ray driver (the workers fill it in)."""
+    return {"model": model, "revision": revision, "vae": vae, "noise": noise.value, "dtype": dtype, "generator": f"janus-cli {images.version()}"}
+
+
+def open_vae(ref: str, session, quiet: bool):
     """Resolve (download if needed) and load the VAE REF in the session's dtype and device."""
     from janus_cli.checkpoints.hub import resolve
     from janus_cli.checkpoints.vae import load_vae

@@ -37,6 +37,14 @@ def generate(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     revision: common.Revision = None,
+    keep_going: common.KeepGoing = False,
+    manifest: common.ManifestFile = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the images the --manifest already holds (same index, prompt and seed).")] = False,
+    engine: common.Engine = common.EngineName.local,
+    ray_address: common.RayAddress = None,
+    workers: common.Workers = 1,
+    gpus_per_worker: common.GpusPerWorker = 0.0,
+    cpus_per_worker: common.CpusPerWorker = 1,
 ) -> None:
     """Generate images from a text prompt; prints the path of each PNG written.
 
@@ -51,6 +59,8 @@ def generate(
       janus generate --prompts-file prompts.jsonl -o out/ --jsonl
 
       janus generate --from-image out/a-red-fox-in-the-snow-002.png
+
+      janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 --manifest images.jsonl --resume
     """
     with common.handle_errors():
         v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision)
@@ -62,6 +72,17 @@ def generate(
         options = {k: v[k] for k in ("cfg", "temperature", "top_k", "top_p")}
         work = jobs.make_jobs(jobs.read_prompts(v["prompt"], prompts_file), n, images.pick_seed(v["seed"]), options, CHECKS)
         work = jobs.shard_jobs(work, inputs.shard_range(sum(j.n for j in work), inputs.parse_shard(shard)))
+        if engine is common.EngineName.ray:
+            from janus_cli.distributed.cluster import ModelRef, RayOptions
+            from janus_cli.distributed.generate_job import ImageOutput, generate_on_ray
+            from janus_cli.distributed.image_plan import ImageTask
+
+            opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+            out = ImageOutput(output, overwrite, mode, quiet, manifest, resume, keep_going)
+            ref = ModelRef(v["model"], device, dtype, v["revision"])
+            return generate_on_ray(opts, ref, ImageTask("janus", "janus generate", batch_size), work, record_base(v, None), out)
+        if manifest or resume or keep_going:
+            raise common.fail("--manifest, --resume and --keep-going on generate run with --engine ray")
         paths = images.plan_images(work, lambda j, k: j.seed + k, v["model"], output, overwrite)
         if not work:
             common.err.print("this shard has no images", markup=False)
@@ -72,11 +93,16 @@ def generate(
 
         for p in {j.prompt for j in work}:
             prompt_ids(session, p)  # fail on an over-long prompt before any work
-        base = {"model": v["model"], "revision": v["revision"], "dtype": str(session.dtype).removeprefix("torch."),
-                "generator": f"janus-cli {images.version()}"}  # fmt: skip
+        base = record_base(v, str(session.dtype).removeprefix("torch."))
 
         def run(job: jobs.Job):
             settings = GenerateSettings(n=job.n, seed=job.seed, batch_size=batch_size, **job.options)
             return generate_images(session, job.prompt, settings, first_index=job.first)
 
         images.write_images(work, run, paths, base, mode, quiet, overwrite)
+
+
+def record_base(v: dict, dtype: str | None) -> dict:
+    """The head of every image record (--jsonl line, manifest line, PNG metadata); DTYPE is the
+    loaded model's (None on the Ray driver: the workers fill it in, in this position)."""
+    return {"model": v["model"], "revision": v["revision"], "dtype": dtype, "generator": f"janus-cli {images.version()}"}

@@ -58,6 +58,12 @@ def read_recipe(path: str) -> dict:
     return recipe
 
 
+def image_record(base: dict, job: Job, seed: int, index: int, outcome: dict) -> dict:
+    """The record of image INDEX (its --jsonl line and PNG metadata): BASE, the job's options,
+    prompt, seed, index, then OUTCOME ({"path": ...}, or {"error": ...} for a failed one)."""
+    return {**base, **job.options, "prompt": job.prompt, "seed": seed, "index": index, **outcome}
+
+
 def write_images(jobs: list[Job], events: Callable[[Job], Iterator], paths: dict[int, Path], base: dict, mode: str, quiet: bool, overwrite: bool) -> None:
     """Run EVENTS(job) for every job and render them: a progress bar (Step), a PNG per
     ImageReady with BASE + the job's options + prompt/seed/index as metadata, and on stdout its
@@ -77,7 +83,7 @@ def write_images(jobs: list[Job], events: Callable[[Job], Iterator], paths: dict
                 if isinstance(event, Step):
                     bar.update(task, completed=done + job.n * event.done / event.total)
                 elif isinstance(event, ImageReady):
-                    record = {**base, **job.options, "prompt": job.prompt, "seed": event.seed, "index": event.index, "path": str(paths[event.index])}
+                    record = image_record(base, job, event.seed, event.index, {"path": str(paths[event.index])})
                     save_png(event.pixels, paths[event.index], png_metadata(record), overwrite)
                     records.append(record)
                     if mode != "json":

@@ -1,6 +1,7 @@
 """`--engine ray` on a local Ray cluster (2 CPUs) with the tiny checkpoints: the same texts,
 records and PNG bytes as `--engine local`; a corrupt image recorded while the rest finish;
-`--resume` after a killed run; a killed actor losing nothing.
+`--resume` after a killed run; a killed actor losing nothing (inputs: a folder, a prompts file,
+a Parquet table and a JSON-lines table).
 
 One cluster serves the module; the CLI joins it with --ray-address, as on a real cluster.
 The local reference runs with one torch thread, as each Ray worker does (--cpus-per-worker 1):
@@ -28,7 +29,7 @@ ray = pytest.importorskip("ray")
 
 FAST = ("--max-tokens", "2", "--dtype", "float32", "-b", "1", "-q")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-IMAGES = ("square0.png", "grey0.png", "portrait0.png")
+IMAGES = ("square0.png", "grey0.png")  # each image costs seconds (full-size SigLIP): two show every case
 
 
 def tiny() -> str:
@@ -117,7 +118,7 @@ def test_describe_matches_local_and_records_a_corrupt_image(address, photos, loc
     assert by_file(Manifest(manifest).records()) == records
     assert "broken.png" in records.pop("broken.png")["error"]
     assert records == local_captions
-    assert [line for line in r.stderr.splitlines() if line.startswith("error: ")][-1] == "error: 1 of 4 images failed"
+    assert [line for line in r.stderr.splitlines() if line.startswith("error: ")][-1] == "error: 1 of 3 images failed"
 
 
 def test_generate_from_a_prompts_file_gives_the_local_png_bytes(address, tmp_path):
@@ -137,8 +138,13 @@ def test_generate_from_a_prompts_file_gives_the_local_png_bytes(address, tmp_pat
 
 
 def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(address, photos, local_captions, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "photos.parquet"  # the images listed in a table, as large jobs keep them
+    pq.write_table(pa.table({"image": [str(photos / name) for name in IMAGES]}), table)
     manifest = tmp_path / "captions.jsonl"
-    proc = subprocess.Popen(describe_on_ray(address, str(photos), "--manifest", str(manifest)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(describe_on_ray(address, str(table), "--manifest", str(manifest)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_lines(manifest, 1, proc)
         proc.kill()
@@ -146,7 +152,7 @@ def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(address, pho
         proc.wait()
     before = Manifest(manifest).records()
     assert 1 <= len(before) < len(IMAGES)
-    r = subprocess.run([*describe_on_ray(address, str(photos), "--manifest", str(manifest), "--resume", "--jsonl")], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*describe_on_ray(address, str(table), "--manifest", str(manifest), "--resume", "--jsonl")], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     redone = {Path(d["image"]).name for d in json_lines(r.stdout)}
     assert redone.isdisjoint(by_file(before))
@@ -155,8 +161,10 @@ def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(address, pho
 
 
 def test_a_killed_actor_loses_no_item(address, photos, local_captions, tmp_path):
+    table = tmp_path / "photos.jsonl"
+    table.write_text("".join(json.dumps({"image": str(photos / name)}) + "\n" for name in IMAGES))
     manifest = tmp_path / "captions.jsonl"
-    proc = subprocess.Popen(describe_on_ray(address, str(photos), "--manifest", str(manifest)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(describe_on_ray(address, str(table), "--manifest", str(manifest)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_lines(manifest, 1, proc)
         [pid] = [a["Pid"] for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"] and a["State"] == "ALIVE"]
@@ -165,5 +173,6 @@ def test_a_killed_actor_loses_no_item(address, photos, local_captions, tmp_path)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
+    assert any(a["NumRestarts"] >= 1 for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"])
     records = Manifest(manifest).records()
     assert len(records) == len(IMAGES) and by_file(records) == local_captions

@@ -34,7 +34,7 @@ Jsonl = Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
 Shard = Annotated[str | None, typer.Option("--shard", rich_help_panel=RUNTIME, show_default=False,
     help="K/N: do only the K-th of N equal contiguous parts of the work (1 <= K <= N). Default: from SLURM_ARRAY_TASK_ID/COUNT when set.")]  # fmt: skip
 PromptsFile = Annotated[str | None, typer.Option("--prompts-file", "-f", show_default=False,
-    help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it.')]  # fmt: skip
+    help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it. Or a .parquet table with those columns.')]  # fmt: skip
 
 
 

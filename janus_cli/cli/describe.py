@@ -13,7 +13,7 @@ from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
 
 
 def describe(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted), globs, or - for image bytes on stdin.")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted), globs, tables (.parquet or .jsonl with an image column), or - for image bytes on stdin.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question. Use <image_placeholder> to place images yourself.")] = "Describe this image in detail.",
     together: Annotated[bool, typer.Option("--together", help="One conversation about all the images, instead of one per image.")] = False,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, rich_help_panel=SAMPLING)] = 512,

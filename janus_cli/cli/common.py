@@ -56,6 +56,8 @@ KeepGoing = Annotated[bool, typer.Option("--keep-going", "-k", rich_help_panel=R
     help="Record a failed item as an error and go on; exit non-zero at the end.")]  # fmt: skip
 ManifestFile = Annotated[str | None, typer.Option("--manifest", rich_help_panel=OUTPUT, show_default=False,
     help="Append each finished item to this JSONL file as it finishes.")]  # fmt: skip
+ResumeImages = Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT,
+    help="Skip the images the --manifest already holds (same index, prompt and seed).")]  # fmt: skip
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

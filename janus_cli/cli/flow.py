@@ -41,7 +41,7 @@ def flow_generate(
     revision: common.Revision = None,
     keep_going: common.KeepGoing = False,
     manifest: common.ManifestFile = None,
-    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the images the --manifest already holds (same index, prompt and seed).")] = False,
+    resume: common.ResumeImages = False,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
     workers: common.Workers = 1,

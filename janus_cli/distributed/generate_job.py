@@ -14,9 +14,11 @@ import typer
 from janus_cli.cli import common, images
 from janus_cli.cli.jobs import Job
 from janus_cli.cli.manifest import Manifest
+from janus_cli.cli.output import png_metadata
 from janus_cli.distributed import cluster
 from janus_cli.distributed.image_plan import ImageTask, check_prompts, done_images, pending
 from janus_cli.errors import InputError
+from janus_cli.imageio import save_png
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,6 @@ def generate_on_ray(opts: cluster.RayOptions, ref: cluster.ModelRef, task: Image
             record = images.image_record({**base, "dtype": row["dtype"]}, job, row["seed"], index, {"error": row["error"]})
             common.err.print(f"error: {row['error']}", markup=False)
         else:
-            from janus_cli.cli.output import png_metadata
-            from janus_cli.imageio import save_png
-
             record = images.image_record({**base, "dtype": row["dtype"]}, job, row["seed"], index, {"path": str(paths[index])})
             pixels = np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
             save_png(pixels, paths[index], png_metadata(record), out.overwrite)

@@ -111,11 +111,15 @@ def test_describe_matches_local_and_records_a_corrupt_image(address, photos, loc
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "broken.png").write_bytes(image_path("square0.png").read_bytes()[:1000])  # a PNG cut short
     manifest = tmp_path / "captions.jsonl"
-    r = subprocess.run([*describe_on_ray(address, str(folder), "--workers", "2", "--keep-going", "--jsonl", "--manifest", str(manifest))],
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    args = (str(folder), "--workers", "2", "--keep-going", "--jsonl", "--manifest", str(manifest), "--format", "parquet")
+    r = subprocess.run(describe_on_ray(address, *args), capture_output=True, text=True, timeout=600)
     assert r.returncode == 1, r.stderr
     records = by_file(json_lines(r.stdout))
     assert by_file(Manifest(manifest).records()) == records
+    import pyarrow.parquet as pq
+
+    table = by_file(pq.read_table(tmp_path / "captions.parquet").to_pylist())  # every key a column, absent = null
+    assert table == {name: {k: record.get(k) for k in table[name]} for name, record in records.items()}
     assert "broken.png" in records.pop("broken.png")["error"]
     assert records == local_captions
     assert [line for line in r.stderr.splitlines() if line.startswith("error: ")][-1] == "error: 1 of 3 images failed"

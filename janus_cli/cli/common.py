@@ -60,6 +60,15 @@ ResumeImages = Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT,
     help="Skip the images the --manifest already holds (same index, prompt and seed).")]  # fmt: skip
 
 
+class ManifestFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+Format = Annotated[ManifestFormat, typer.Option("--format", rich_help_panel=OUTPUT,
+    help="parquet: when the run ends, also write all the --manifest's records as one Parquet table beside it (same name, .parquet); the JSONL manifest stays the journal that --resume reads.")]  # fmt: skip
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"error: {message}", markup=False, soft_wrap=True)
     return typer.Exit(code)

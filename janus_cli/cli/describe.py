@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, describing, inputs
+from janus_cli.cli import common, describing, inputs, tables
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
 
@@ -24,9 +24,9 @@ def describe(
     shard: common.Shard = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", "-k", rich_help_panel=RUNTIME,
         help="Record an unreadable image as an error and go on; exit non-zero at the end.")] = False,  # fmt: skip
-    manifest: Annotated[str | None, typer.Option("--manifest", rich_help_panel=OUTPUT, show_default=False,
-        help="Append each finished item to this JSONL file as it finishes.")] = None,  # fmt: skip
+    manifest: common.ManifestFile = None,
     resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Skip the images the --manifest already answers (same prompt).")] = False,
+    manifest_format: common.Format = common.ManifestFormat.jsonl,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")] = False,
     quiet: common.Quiet = False,
@@ -74,6 +74,7 @@ def describe(
         if resume and manifest is None:
             raise common.fail("--resume needs --manifest FILE")
         log = Manifest(manifest) if manifest else None
+        parquet = tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet)
         names = inputs.expand_images(images)
         done = describing.finished(log.records()) if resume else set()
         items = describing.pick_items(names, inputs.parse_shard(shard), done, prompt)
@@ -111,20 +112,24 @@ def describe(
             common.err.print(f"error: {message}", markup=False)
 
         on_delta = (lambda text: typer.echo(text, nl=False)) if stream else (lambda text: None)
-        if on_ray:
-            from janus_cli.distributed.cluster import ModelRef, RayOptions
-            from janus_cli.distributed.describe_job import describe_on_ray
+        try:
+            if on_ray:
+                from janus_cli.distributed.cluster import ModelRef, RayOptions
+                from janus_cli.distributed.describe_job import describe_on_ray
 
-            t0 = time.perf_counter()
-            opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-            tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision), items, settings, keep_going, on_text, on_error)
-        else:
-            session = common.open_model(model, device, dtype, revision, quiet)
-            t0 = time.perf_counter()
-            if together:
-                tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+                t0 = time.perf_counter()
+                opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision), items, settings, keep_going, on_text, on_error)
             else:
-                tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
+                session = common.open_model(model, device, dtype, revision, quiet)
+                t0 = time.perf_counter()
+                if together:
+                    tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+                else:
+                    tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
+        finally:  # what finished, also when a failure or an interrupt ends the run
+            if parquet is not None:
+                tables.write_parquet(log.records(), parquet)
         seconds = time.perf_counter() - t0
         if not quiet:
             common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s)", markup=False)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, images, inputs, jobs
+from janus_cli.cli import common, images, inputs, jobs, tables
 from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
 
 
@@ -42,6 +42,7 @@ def flow_generate(
     keep_going: common.KeepGoing = False,
     manifest: common.ManifestFile = None,
     resume: common.ResumeImages = False,
+    manifest_format: common.Format = common.ManifestFormat.jsonl,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
     workers: common.Workers = 1,
@@ -70,11 +71,12 @@ def flow_generate(
             from janus_cli.distributed.image_plan import ImageTask
 
             opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-            out = ImageOutput(output, overwrite, mode, quiet, manifest, resume, keep_going)
+            parquet = tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet)
+            out = ImageOutput(output, overwrite, mode, quiet, manifest, resume, keep_going, parquet)
             task = ImageTask("janusflow", "janus flow-generate", batch_size, noise.value, vae)
             return generate_on_ray(opts, ModelRef(model, device, dtype, revision), task, work, record_base(model, revision, vae, noise, None), out)
-        if manifest or resume or keep_going:
-            raise common.fail("--manifest, --resume and --keep-going on flow-generate run with --engine ray")
+        if manifest or resume or keep_going or manifest_format is common.ManifestFormat.parquet:
+            raise common.fail("--manifest, --resume, --keep-going and --format on flow-generate run with --engine ray")
         paths = images.plan_images(work, lambda j, k: j.seed + k if per_image else j.seed, model, output, overwrite)
         session = common.open_model(model, device, dtype, revision, quiet)
         session.require("janusflow", "janus flow-generate")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, images, inputs, jobs
+from janus_cli.cli import common, images, inputs, jobs, tables
 from janus_cli.cli.common import OUTPUT, SAMPLING
 
 CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "temperature": jobs.number(float, 0),
@@ -40,6 +40,7 @@ def generate(
     keep_going: common.KeepGoing = False,
     manifest: common.ManifestFile = None,
     resume: common.ResumeImages = False,
+    manifest_format: common.Format = common.ManifestFormat.jsonl,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
     workers: common.Workers = 1,
@@ -78,11 +79,12 @@ def generate(
             from janus_cli.distributed.image_plan import ImageTask
 
             opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-            out = ImageOutput(output, overwrite, mode, quiet, manifest, resume, keep_going)
+            parquet = tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet)
+            out = ImageOutput(output, overwrite, mode, quiet, manifest, resume, keep_going, parquet)
             ref = ModelRef(v["model"], device, dtype, v["revision"])
             return generate_on_ray(opts, ref, ImageTask("janus", "janus generate", batch_size), work, record_base(v, None), out)
-        if manifest or resume or keep_going:
-            raise common.fail("--manifest, --resume and --keep-going on generate run with --engine ray")
+        if manifest or resume or keep_going or manifest_format is common.ManifestFormat.parquet:
+            raise common.fail("--manifest, --resume, --keep-going and --format on generate run with --engine ray")
         paths = images.plan_images(work, lambda j, k: j.seed + k, v["model"], output, overwrite)
         if not work:
             common.err.print("this shard has no images", markup=False)

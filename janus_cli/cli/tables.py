@@ -1,5 +1,6 @@
-"""Work listed in a table: a Parquet or JSON-lines file with an `image` column (describe) or a
-`prompt` column plus optional per-row overrides (the image commands), as large jobs keep it."""
+"""Tables in and out: a Parquet or JSON-lines file listing the work, with an `image` column
+(describe) or a `prompt` column plus optional per-row overrides (the image commands), as large
+jobs keep it; and a manifest's records as one Parquet file (--format parquet)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,33 @@ def table_images(path: str) -> list[str]:
 def table_prompts(path: str) -> list[dict]:
     """The rows of a Parquet prompts table, each named for errors like a prompts-file line."""
     return [{**row, "_line": f"{path}: row {number}"} for number, row in enumerate(read_rows(path), 1)]
+
+
+def parquet_copy(manifest: str | None, wanted: bool) -> Path | None:
+    """Where --format parquet puts the records of MANIFEST (beside it, suffix .parquet), or
+    None without it. Refuses before any work when it cannot be done."""
+    if not wanted:
+        return None
+    if manifest is None:
+        raise InputError("--format parquet needs --manifest FILE (its records become FILE's name with .parquet)")
+    path = Path(manifest)
+    if path.suffix.lower() == ".parquet":
+        raise InputError(f"--manifest {manifest}: the manifest is JSON lines; --format parquet writes {path.with_suffix('')}.parquet beside it")
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InputError("--format parquet needs pyarrow: pip install 'janus-cli[ray]'") from None
+    return path.with_suffix(".parquet")
+
+
+def write_parquet(records: list[dict], path: Path) -> None:
+    """RECORDS as one Parquet table at PATH, written to a temporary name and renamed; columns
+    are every key any record has (answers and errors have different ones), absent = null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys(key for record in records for key in record))
+    table = pa.table({key: [record.get(key) for record in records] for key in columns})
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)

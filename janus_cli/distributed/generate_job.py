@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import typer
 
-from janus_cli.cli import common, images
+from janus_cli.cli import common, images, tables
 from janus_cli.cli.jobs import Job
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.output import png_metadata
@@ -30,6 +31,7 @@ class ImageOutput:
     manifest: str | None
     resume: bool
     keep_going: bool
+    parquet: Path | None  # --format parquet: the manifest's records also go here at the end
 
 
 def generate_on_ray(opts: cluster.RayOptions, ref: cluster.ModelRef, task: ImageTask, work: list[Job], base: dict, out: ImageOutput) -> None:
@@ -53,28 +55,27 @@ def generate_on_ray(opts: cluster.RayOptions, ref: cluster.ModelRef, task: Image
         common.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
     rows = [{"prompt": u.prompt, "n": u.n, "seed": u.seed, "first": u.first, "options": json.dumps(u.options)} for u in units]
     records, failed, t0 = [], 0, time.perf_counter()
-    for row in cluster.stream(rows, ImageWorker, {"ref": ref, "task": task, "threads": opts.cpus_per_worker}, opts):
-        index = row["index"]
-        if index not in job_of:  # done already, or a batch re-run after its actor died
-            continue
-        job = job_of.pop(index)
-        if row["error"]:
-            if not out.keep_going:
+    try:
+        for row in cluster.stream(rows, ImageWorker, {"ref": ref, "task": task, "threads": opts.cpus_per_worker}, opts):
+            index = row["index"]
+            if index not in job_of:  # done already, or a batch re-run after its actor died
+                continue
+            if row["error"] and not out.keep_going:
                 raise InputError(row["error"])
-            failed += 1
-            record = images.image_record({**base, "dtype": row["dtype"]}, job, row["seed"], index, {"error": row["error"]})
-            common.err.print(f"error: {row['error']}", markup=False)
-        else:
-            record = images.image_record({**base, "dtype": row["dtype"]}, job, row["seed"], index, {"path": str(paths[index])})
-            pixels = np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
-            save_png(pixels, paths[index], png_metadata(record), out.overwrite)
-        if log is not None:
-            log.append(record)
-        records.append(record)
-        if out.mode == "jsonl":
-            typer.echo(json.dumps(record, ensure_ascii=False))
-        elif out.mode == "text" and "path" in record:
-            typer.echo(record["path"])
+            record = _finish(row, job_of.pop(index), base, paths[index], out.overwrite)
+            if "error" in record:
+                failed += 1
+                common.err.print(f"error: {record['error']}", markup=False)
+            if log is not None:
+                log.append(record)
+            records.append(record)
+            if out.mode == "jsonl":
+                typer.echo(json.dumps(record, ensure_ascii=False))
+            elif out.mode == "text" and "path" in record:
+                typer.echo(record["path"])
+    finally:  # what finished, also when a failure or an interrupt ends the run
+        if out.parquet is not None:
+            tables.write_parquet(log.records(), out.parquet)
     seconds = time.perf_counter() - t0
     if out.mode == "json":
         typer.echo(json.dumps({"images": records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
@@ -83,6 +84,17 @@ def generate_on_ray(opts: cluster.RayOptions, ref: cluster.ModelRef, task: Image
         common.err.print(f"{made} images in {seconds:.1f}s ({made / seconds:.3f} images/s)", markup=False)
     if failed:
         raise common.fail(f"{failed} of {len(records)} images failed", 1)
+
+
+def _finish(row: dict, job: Job, base: dict, path: Path, overwrite: bool) -> dict:
+    """The record of an image that arrived, its PNG written first; a failed one's record."""
+    head = {**base, "dtype": row["dtype"]}  # keeps the key's place in the record
+    if row["error"]:
+        return images.image_record(head, job, row["seed"], row["index"], {"error": row["error"]})
+    record = images.image_record(head, job, row["seed"], row["index"], {"path": str(path)})
+    pixels = np.frombuffer(row["pixels"], np.uint8).reshape(row["height"], row["width"], 3)
+    save_png(pixels, path, png_metadata(record), overwrite)
+    return record
 
 
 class ImageWorker:

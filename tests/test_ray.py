@@ -180,3 +180,17 @@ def test_a_killed_actor_loses_no_item(address, photos, local_captions, tmp_path)
     assert any(a["NumRestarts"] >= 1 for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"])
     records = Manifest(manifest).records()
     assert len(records) == len(IMAGES) and by_file(records) == local_captions
+
+
+def test_flow_generate_with_the_official_noise_gives_the_local_png_bytes(address, tmp_path):
+    # --noise official draws all of a prompt's latents from one seed: the job runs as one unit
+    flow = "janusflow-1.3b-tiny"
+    common = ["a hen", "-n", "2", "--noise", "official", "--steps", "1", "--seed", "4", "-m", str(checkpoint_dir(flow)),
+              "--vae", str(checkpoint_dir(f"{flow}-vae")), "--dtype", "float32", "--jsonl", "-q"]  # fmt: skip
+    local = run("flow-generate", *common, "-o", str(tmp_path / "local"), env=ONE_THREAD)
+    assert local.returncode == 0, local.stderr
+    remote = run("flow-generate", *common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--ray-address", address)
+    assert remote.returncode == 0, remote.stderr
+    mine, theirs = json_lines(remote.stdout), json_lines(local.stdout)
+    assert [{**r, "path": Path(r["path"]).name} for r in mine] == [{**r, "path": Path(r["path"]).name} for r in theirs]
+    assert all(Path(a["path"]).read_bytes() == Path(b["path"]).read_bytes() for a, b in zip(mine, theirs))

@@ -47,7 +47,7 @@ def connect(opts: RayOptions):
     only when it is a terminal and without -q, like the local engine's."""
     ray = import_ray()
     if not ray.is_initialized():
-        ray.init(address=opts.address, logging_level=logging.WARNING, log_to_driver=not opts.quiet, include_dashboard=False)
+        ray.init(address=opts.address, logging_level=logging.ERROR if opts.quiet else logging.WARNING, log_to_driver=not opts.quiet, include_dashboard=False)
     if not show_progress(opts.quiet):
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its "progress bars disabled" notice too
     context = ray.data.DataContext.get_current()
@@ -73,11 +73,14 @@ def stream(rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, 
         fn_constructor_kwargs=worker_args,
         batch_size=1,
         # one batch in flight per actor: a queue behind a busy actor would leave another idle
-        compute=ray.data.ActorPoolStrategy(size=opts.workers, max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(size=min(opts.workers, len(rows)), max_tasks_in_flight_per_actor=1),
         num_cpus=opts.cpus_per_worker,
         num_gpus=opts.gpus_per_worker or None,
     )
-    yield from ds.iter_rows()
+    # each block as soon as it is done: iter_rows() holds a finished one back until the next
+    # arrives, which would leave a finished item unwritten when the driver is killed
+    for block in ds.iter_batches(batch_size=None, prefetch_batches=0, batch_format="pyarrow"):
+        yield from block.to_pylist()
 
 
 def open_session(ref: ModelRef, threads: int):

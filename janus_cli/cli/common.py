@@ -6,6 +6,7 @@ import contextlib
 import sys
 import traceback
 from collections.abc import Iterator
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 RUNTIME = "Runtime"
 SAMPLING = "Sampling"
 OUTPUT = "Output"
+SCALE = "Scaling out"
 
 Model = Annotated[str, typer.Option("--model", "-m", envvar="JANUS_MODEL", rich_help_panel=RUNTIME,
     help="Checkpoint: a folder, a hub repo id, or an alias (janus-pro-1b, janus-pro-7b, janus-1.3b, janusflow-1.3b).")]  # fmt: skip
@@ -41,7 +43,32 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, 
 Output = Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Folder, or name template with {i} {seed} {slug} {model} {date}.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME, help="Images per forward pass (memory bound).")]
 PromptsFile = Annotated[str | None, typer.Option("--prompts-file", "-f", show_default=False,
-    help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it.')]  # fmt: skip
+    help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it. Or a .parquet table with those columns.')]  # fmt: skip
+
+
+class EngineName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+Engine = Annotated[EngineName, typer.Option("--engine", rich_help_panel=SCALE,
+    help="local: this process. ray: a Ray Data job, one model per worker, same results (needs janus-cli\\[ray]).")]  # fmt: skip
+RayAddress = Annotated[str | None, typer.Option("--ray-address", rich_help_panel=SCALE, show_default=False,
+    help="Ray cluster to join (host:port or ray://...). Default: RAY_ADDRESS if set, else a local cluster started for this run.")]  # fmt: skip
+Workers = Annotated[int, typer.Option("--workers", min=1, rich_help_panel=SCALE, help="Ray actors, each with its own copy of the model.")]
+GpusPerWorker = Annotated[float, typer.Option("--gpus-per-worker", min=0.0, rich_help_panel=SCALE,
+    help="GPUs each worker reserves (fractions share a GPU); 0 runs the workers on CPU.")]  # fmt: skip
+CpusPerWorker = Annotated[int, typer.Option("--cpus-per-worker", min=1, rich_help_panel=SCALE,
+    help="CPUs each worker reserves, and its torch threads (results can differ in the last bit with other thread counts).")]  # fmt: skip
+
+
+class ManifestFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+Format = Annotated[ManifestFormat, typer.Option("--format", rich_help_panel=OUTPUT,
+    help="parquet: when the run ends, also write all the --manifest's records as one Parquet table beside it (same name, .parquet); the JSONL manifest stays the journal that --resume reads.")]  # fmt: skip
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

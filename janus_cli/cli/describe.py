@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, describing, inputs
+from janus_cli.cli import common, describing, inputs, tables
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
 
 
 def describe(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted), globs, or - for image bytes on stdin.")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted), globs, tables (.parquet or .jsonl with an image column), or - for image bytes on stdin.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question. Use <image_placeholder> to place images yourself.")] = "Describe this image in detail.",
     together: Annotated[bool, typer.Option("--together", help="One conversation about all the images, instead of one per image.")] = False,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, rich_help_panel=SAMPLING)] = 512,
@@ -25,6 +25,7 @@ def describe(
     keep_going: common.KeepGoing = False,
     manifest: common.Manifest = None,
     resume: common.Resume = False,
+    manifest_format: common.Format = common.ManifestFormat.jsonl,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")] = False,
     quiet: common.Quiet = False,
@@ -32,6 +33,11 @@ def describe(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     revision: common.Revision = None,
+    engine: common.Engine = common.EngineName.local,
+    ray_address: common.RayAddress = None,
+    workers: common.Workers = 1,
+    gpus_per_worker: common.GpusPerWorker = 0.0,
+    cpus_per_worker: common.CpusPerWorker = 1,
 ) -> None:
     """Describe images, or answer a question about them; the answer streams to stdout.
 
@@ -45,6 +51,8 @@ def describe(
 
       janus describe 'photos/*.jpg' --manifest captions.jsonl --resume --keep-going -q
 
+      janus describe photos/ --engine ray --workers 4 --gpus-per-worker 1 --manifest captions.jsonl
+
       curl -s https://example.com/cat.jpg | janus describe -
     """
     import time
@@ -55,12 +63,22 @@ def describe(
         as_lines = inputs.output_mode(as_json, as_jsonl) != "text"
         if together and (shard or keep_going or manifest or resume):
             raise common.fail("--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume")
+        on_ray = engine is common.EngineName.ray
+        if on_ray:
+            if together:
+                raise common.fail("--together is one conversation: it runs with --engine local")
+            from janus_cli.distributed.cluster import import_ray
+
+            import_ray()  # without the extra, say so before any work
         if resume and manifest is None:
             raise common.fail("--resume needs --manifest FILE")
         log = Manifest(manifest) if manifest else None
+        parquet = tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet)
         names = inputs.expand_images(images)
         done = describing.finished(log.records()) if resume else set()
         items = describing.pick_items(names, inputs.parse_shard(shard), done, prompt)
+        if on_ray and inputs.STDIN in names:
+            raise common.fail("--engine ray reads image files: `-` (stdin) runs with --engine local")
         stdin = inputs.read_stdin_bytes([name for _, name in items])
         if not keep_going:
             for _, name in items:
@@ -69,12 +87,11 @@ def describe(
         if not items:
             common.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
             return
-        session = common.open_model(model, device, dtype, revision, quiet)
         from janus_cli.pipelines.image_to_text import DescribeSettings
 
         settings = DescribeSettings(question=prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
         base = {"model": model, "prompt": prompt, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
-        stream = not as_lines and (together or len(items) == 1)
+        stream = not as_lines and not on_ray and (together or len(items) == 1)
         failures: list[str] = []
 
         def emit(record: dict) -> None:
@@ -94,11 +111,24 @@ def describe(
             common.err.print(f"error: {message}", markup=False)
 
         on_delta = (lambda text: typer.echo(text, nl=False)) if stream else (lambda text: None)
-        t0 = time.perf_counter()
-        if together:
-            tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
-        else:
-            tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
+        try:
+            if on_ray:
+                from janus_cli.distributed.cluster import ModelRef, RayOptions
+                from janus_cli.distributed.describe_job import describe_on_ray
+
+                t0 = time.perf_counter()
+                opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision), items, settings, keep_going, on_text, on_error)
+            else:
+                session = common.open_model(model, device, dtype, revision, quiet)
+                t0 = time.perf_counter()
+                if together:
+                    tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+                else:
+                    tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
+        finally:  # what finished, also when a failure or an interrupt ends the run
+            if parquet is not None:
+                tables.write_parquet(log.records(), parquet)
         seconds = time.perf_counter() - t0
         if not quiet:
             common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {common.peak_memory()}", markup=False)

@@ -47,17 +47,17 @@ def describe_items(session, items: list[Item], stdin, settings, keep_going: bool
         pictures = dict(loaded)
         for run in batches([item for item, _ in loaded], settings.batch_size):
             step = replace(settings, seed=settings.seed + run[0][0])
-            tokens += _answer(session, [[pictures[item]] for item in run], [name for _, name in run], step, on_delta, on_text)
+            tokens += answer(session, [[pictures[item]] for item in run], [name for _, name in run], step, on_delta, on_text)
     return tokens
 
 
 def describe_together(session, names: list[str], stdin, settings, on_delta, on_text) -> int:
     """One conversation about all the images NAMES. Returns the number of tokens generated."""
     pictures = [inputs.load(name, stdin) for name in names]
-    return _answer(session, [pictures], [", ".join(names)], settings, on_delta, on_text)
+    return answer(session, [pictures], [", ".join(names)], settings, on_delta, on_text)
 
 
-def _answer(session, groups: list[list], names: list[str], settings, on_delta, on_text) -> int:
+def answer(session, groups: list[list], names: list[str], settings, on_delta, on_text) -> int:
     from janus_cli.pipelines.events import TextDelta, TextReady
     from janus_cli.pipelines.image_to_text import describe
 

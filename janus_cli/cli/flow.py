@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, image_run, images, inputs, jobs
+from janus_cli.cli import common, engines, image_run, images, inputs, jobs, tables
 from janus_cli.cli.common import RUNTIME, SAMPLING
 
 
@@ -35,6 +35,7 @@ def flow_generate(
     overwrite: common.Overwrite = False,
     sidecar: common.Sidecar = False,
     manifest: common.Manifest = None,
+    manifest_format: common.Format = common.ManifestFormat.jsonl,
     resume: common.Resume = False,
     keep_going: common.KeepGoing = False,
     as_json: common.Json = False,
@@ -44,6 +45,11 @@ def flow_generate(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     revision: common.Revision = None,
+    engine: common.Engine = common.EngineName.local,
+    ray_address: common.RayAddress = None,
+    workers: common.Workers = 1,
+    gpus_per_worker: common.GpusPerWorker = 0.0,
+    cpus_per_worker: common.CpusPerWorker = 1,
 ) -> None:
     """Generate images from a text prompt with JanusFlow; prints the path of each PNG written.
 
@@ -61,7 +67,9 @@ def flow_generate(
         per_image = noise is Noise.per_image
         if not per_image and (shard or resume):
             raise common.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
-        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar)
+        ray = engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar,
+                               tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet))  # fmt: skip
         log = out.open_manifest()
         options = {"cfg": cfg, "steps": steps}
         lines = jobs.read_prompts(prompt, prompts_file)
@@ -74,20 +82,22 @@ def flow_generate(
         if not plan.work:
             common.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
             return
-        session = common.open_model(model, device, dtype, revision, quiet)
-        session.require("janusflow", "janus flow-generate")
         from janus_cli.pipelines.batching import ImageJob
         from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_jobs
 
-        image_run.check_prompts(plan, lambda p: flow_prompt_ids(session, p), keep_going)
-        decoder = _open_vae(vae, session, quiet)
-        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value,
-                "dtype": str(session.dtype).removeprefix("torch."), "generator": f"janus-cli {images.version()}"}  # fmt: skip
+        run = engines.open_images(ray, model, device, dtype, revision, quiet, "janusflow", "janus flow-generate", vae)
+        image_run.check_prompts(plan, lambda p: flow_prompt_ids(run.session, p), keep_going)
+        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value, "dtype": run.dtype,
+                "generator": f"janus-cli {images.version()}"}  # fmt: skip
         flow_jobs = [ImageJob(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, **j.options), j.first) for j in plan.work]
-        image_run.write_images(plan, generate_flow_jobs(session, decoder, flow_jobs, batch_size), seed_of, base, out, log)
+
+        def local():
+            return generate_flow_jobs(run.session, open_vae(vae, run.session, quiet), flow_jobs, batch_size)
+
+        image_run.write_images(plan, run.events(flow_jobs, batch_size, local), seed_of, base, out, log)
 
 
-def _open_vae(ref: str, session, quiet: bool):
+def open_vae(ref: str, session, quiet: bool):
     """Resolve (download if needed) and load the VAE REF in the session's dtype and device."""
     from janus_cli.checkpoints.hub import resolve
     from janus_cli.checkpoints.vae import load_vae

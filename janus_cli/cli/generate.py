@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, image_run, images, inputs, jobs
+from janus_cli.cli import common, engines, image_run, images, inputs, jobs, tables
 from janus_cli.cli.common import SAMPLING
 
 CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "temperature": jobs.number(float, 0),
@@ -32,6 +32,7 @@ def generate(
     overwrite: common.Overwrite = False,
     sidecar: common.Sidecar = False,
     manifest: common.Manifest = None,
+    manifest_format: common.Format = common.ManifestFormat.jsonl,
     resume: common.Resume = False,
     keep_going: common.KeepGoing = False,
     as_json: common.Json = False,
@@ -41,6 +42,11 @@ def generate(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     revision: common.Revision = None,
+    engine: common.Engine = common.EngineName.local,
+    ray_address: common.RayAddress = None,
+    workers: common.Workers = 1,
+    gpus_per_worker: common.GpusPerWorker = 0.0,
+    cpus_per_worker: common.CpusPerWorker = 1,
 ) -> None:
     """Generate images from a text prompt; prints the path of each PNG written.
 
@@ -57,6 +63,8 @@ def generate(
       janus generate --from-image out/a-red-fox-in-the-snow-002.png
 
       janus generate -f prompts.txt -o out/ --manifest out/made.jsonl --resume --shard 2/4
+
+      janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 --manifest out/made.jsonl
     """
     with common.handle_errors():
         v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision)
@@ -64,7 +72,9 @@ def generate(
             v = images.apply_recipe(ctx, images.read_recipe(from_image), v, RECIPE)
         if v["top_p"] is not None and v["top_p"] <= 0:
             raise common.fail("--top-p must be in (0, 1]")
-        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar)
+        ray = engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
+        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar,
+                               tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet))  # fmt: skip
         log = out.open_manifest()
         options = {k: v[k] for k in ("cfg", "temperature", "top_k", "top_p")}
         lines = jobs.read_prompts(v["prompt"], prompts_file)
@@ -77,13 +87,12 @@ def generate(
         if not plan.work:
             common.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
             return
-        session = common.open_model(v["model"], device, dtype, v["revision"], quiet)
-        session.require("janus", "janus generate")
         from janus_cli.pipelines.batching import ImageJob
         from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs, prompt_ids
 
-        image_run.check_prompts(plan, lambda p: prompt_ids(session, p), keep_going)
-        base = {"model": v["model"], "revision": v["revision"], "dtype": str(session.dtype).removeprefix("torch."),
-                "generator": f"janus-cli {images.version()}"}  # fmt: skip
+        run = engines.open_images(ray, v["model"], device, dtype, v["revision"], quiet, "janus", "janus generate")
+        image_run.check_prompts(plan, lambda p: prompt_ids(run.session, p), keep_going)
+        base = {"model": v["model"], "revision": v["revision"], "dtype": run.dtype, "generator": f"janus-cli {images.version()}"}
         image_jobs = [ImageJob(j.prompt, GenerateSettings(n=j.n, seed=j.seed, **j.options), j.first) for j in plan.work]
-        image_run.write_images(plan, generate_jobs(session, image_jobs, batch_size), seed_of, base, out, log)
+        events = run.events(image_jobs, batch_size, lambda: generate_jobs(run.session, image_jobs, batch_size))
+        image_run.write_images(plan, events, seed_of, base, out, log)

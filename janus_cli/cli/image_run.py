@@ -30,6 +30,7 @@ class Output:
     resume: bool = False
     keep_going: bool = False
     sidecar: bool = False
+    parquet: Path | None = None  # --format parquet: the manifest's records also go here at the end
 
     def open_manifest(self) -> Manifest | None:
         if self.resume and self.manifest is None:
@@ -81,62 +82,79 @@ def check_prompts(p: Plan, check: Callable[[str], object], keep_going: bool) -> 
 
 
 def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], base: dict, out: Output, log: Manifest | None) -> None:
-    """Render EVENTS (Step and ImageReady of all of P.work, in order) and P.failed. Every
-    image gets a record (BASE + its job's options + prompt, seed, index, path): it goes into
-    the PNG's metadata, the sidecar, the manifest, and stdout. Exits non-zero at the end if
-    any image failed."""
-    from janus_cli.imageio import save_png
-    from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
-
-    job_of = {j.first + k: j for j in p.work for k in range(j.n)}  # the images still to come
-    total = len(job_of)
-    records: list[dict] = []
-
-    def record_of(job: Job, seed: int, index: int, **outcome) -> dict:
-        return {**base, **job.options, "prompt": job.prompt, "seed": seed, "index": index, **outcome}
-
-    def emit(record: dict) -> None:
-        if log is not None:
-            log.append(record)
-        records.append(record)
-        if out.mode == "jsonl":
-            typer.echo(json.dumps(record, ensure_ascii=False))
-        elif out.mode == "text" and "path" in record:
-            typer.echo(record["path"])
-
+    """Render EVENTS (Step, ImageReady, ImageFailed of P.work's images, in any order) and
+    P.failed. Every image gets a record (BASE + its job's options + prompt, seed, index, and
+    path or error): it goes into the PNG's metadata, the sidecar, the manifest, and stdout.
+    Exits non-zero at the end if any image failed."""
+    w = _Writer(p, base, out, log)
     for job, message in p.failed:
         common.err.print(f"error: {message}", markup=False)
         for k in range(job.n):
-            emit(record_of(job, seed_of(job, k), job.first + k, error=message))
+            w.emit(w.record(job, seed_of(job, k), job.first + k, error=message))
     if not out.quiet and p.work:
         seeds = sorted({j.seed for j in p.work})
         common.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
-    t0, made, failed = time.perf_counter(), 0, sum(j.n for j, _ in p.failed)
-    with common.progress_bar(out.quiet) as bar:
-        task = bar.add_task("generating", total=total)
-        for event in events:
-            if isinstance(event, Step):
-                bar.update(task, completed=total * event.done / event.total)
-            elif event.index not in job_of:  # made already: a batch re-run after its worker died
-                continue
-            elif isinstance(event, ImageFailed):
-                if not out.keep_going:
-                    raise InputError(event.error)
-                common.err.print(f"error: {event.error}", markup=False)
-                emit(record_of(job_of.pop(event.index), event.seed, event.index, error=event.error))
-                failed += 1
-            elif isinstance(event, ImageReady):
-                job, path = job_of.pop(event.index), p.paths[event.index]
-                record = record_of(job, event.seed, event.index, path=str(path))
-                save_png(event.pixels, path, output.png_metadata(record), out.overwrite)
-                if out.sidecar:
-                    output.write_sidecar(path, record, out.overwrite)
-                emit(record)
-                made += 1
+    t0 = time.perf_counter()
+    try:
+        w.render(events)
+    finally:  # what finished, also when a failure or an interrupt ends the run
+        if out.parquet is not None and log is not None:
+            from janus_cli.cli import tables
+
+            tables.write_parquet(log.records(), out.parquet)
     seconds = time.perf_counter() - t0
     if out.mode == "json":
-        typer.echo(json.dumps({"images": records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
-    if not out.quiet and made:
-        common.err.print(f"{made} images in {seconds:.1f}s ({made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
+        typer.echo(json.dumps({"images": w.records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
+    if not out.quiet and w.made:
+        common.err.print(f"{w.made} images in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
+    failed = len(w.records) - w.made
     if failed:
-        raise common.fail(f"{failed} of {failed + made} images failed", 1)
+        raise common.fail(f"{failed} of {len(w.records)} images failed", 1)
+
+
+class _Writer:
+    """Writes a run's images and records as they arrive."""
+
+    def __init__(self, p: Plan, base: dict, out: Output, log: Manifest | None):
+        self.p, self.base, self.out, self.log = p, base, out, log
+        self.waiting = {j.first + k: j for j in p.work for k in range(j.n)}  # run index -> job
+        self.records: list[dict] = []
+        self.made = 0
+
+    def record(self, job: Job, seed: int, index: int, **outcome) -> dict:
+        return {**self.base, **job.options, "prompt": job.prompt, "seed": seed, "index": index, **outcome}
+
+    def emit(self, record: dict) -> None:
+        if self.log is not None:
+            self.log.append(record)
+        self.records.append(record)
+        if self.out.mode == "jsonl":
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        elif self.out.mode == "text" and "path" in record:
+            typer.echo(record["path"])
+
+    def render(self, events: Iterator) -> None:
+        from janus_cli.imageio import save_png
+        from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
+
+        total = len(self.waiting)
+        with common.progress_bar(self.out.quiet) as bar:
+            task = bar.add_task("generating", total=total)
+            for event in events:
+                if isinstance(event, Step):
+                    bar.update(task, completed=total * event.done / event.total)
+                elif event.index not in self.waiting:  # made already: a batch re-run after its worker died
+                    continue
+                elif isinstance(event, ImageFailed):
+                    if not self.out.keep_going:
+                        raise InputError(event.error)
+                    common.err.print(f"error: {event.error}", markup=False)
+                    self.emit(self.record(self.waiting.pop(event.index), event.seed, event.index, error=event.error))
+                elif isinstance(event, ImageReady):
+                    job, path = self.waiting.pop(event.index), self.p.paths[event.index]
+                    record = self.record(job, event.seed, event.index, path=str(path))
+                    save_png(event.pixels, path, output.png_metadata(record), self.out.overwrite)
+                    if self.out.sidecar:
+                        output.write_sidecar(path, record, self.out.overwrite)
+                    self.emit(record)
+                    self.made += 1

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from janus_cli.cli import tables
 from janus_cli.errors import InputError
 
 STDIN = "-"
@@ -27,12 +28,15 @@ def image_suffixes() -> set[str]:
 
 
 def expand_images(args: list[str]) -> list[str]:
-    """Each argument as image names: a file; a folder's images (sorted, not recursive); a glob
-    the shell left unexpanded (sorted); or `-` for image bytes on stdin (at most once)."""
+    """Each argument as image names: a file; a table's `image` column (.parquet, .jsonl); a
+    folder's images (sorted, not recursive); a glob the shell left unexpanded (sorted); or `-`
+    for image bytes on stdin (at most once)."""
     names: list[str] = []
     for arg in args:
         if arg == STDIN:
             names.append(STDIN)
+        elif tables.is_table(arg):
+            names += tables.table_images(arg)
         elif os.path.isdir(arg):
             suffixes = image_suffixes()
             found = sorted(str(p) for p in Path(arg).iterdir() if p.is_file() and p.suffix.lower() in suffixes)

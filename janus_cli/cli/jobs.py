@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from janus_cli.cli import common
+from janus_cli.cli import common, tables
 from janus_cli.errors import InputError
 
 
@@ -32,7 +32,10 @@ def read_prompts(prompt: str | None, prompts_file: str | None) -> list[dict]:
 
 
 def read_prompts_file(path: str) -> list[dict]:
-    """Non-empty lines of PATH: a line starting with `{` is a JSON object, any other is a prompt."""
+    """Non-empty lines of PATH: a line starting with `{` is a JSON object, any other is a prompt;
+    or the rows of a Parquet table with a `prompt` column."""
+    if path.lower().endswith(".parquet"):
+        return tables.table_prompts(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

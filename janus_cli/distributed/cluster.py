@@ -1,0 +1,92 @@
+"""Joining a Ray cluster and streaming a list of batches through model-holding actors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from janus_cli.cli.common import open_model, show_progress
+from janus_cli.errors import InputError
+
+# Decoding an image is cheap next to a model step; a zero CPU claim lets the decode tasks run
+# beside actors that hold every CPU of a small cluster instead of waiting for one to free up.
+DECODE_CPUS = 0
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None  # None: RAY_ADDRESS if set, else a local cluster for this run
+    workers: int  # actors, each loads the model once
+    gpus_per_worker: float
+    cpus_per_worker: int  # also the actor's torch threads
+    quiet: bool
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What an actor needs to open the same checkpoint as the local engine would."""
+
+    model: str
+    device: str
+    dtype: str
+    revision: str | None
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the extra may be half installed: ray without ray[data])
+    except ImportError:
+        raise InputError("--engine ray needs Ray: pip install 'janus-cli[ray]'") from None
+    return ray
+
+
+def connect(opts: RayOptions):
+    """Join the cluster (or start a local one) once per process. Ray's progress goes to stderr
+    only when it is a terminal and without -q, like the local engine's."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=opts.address, logging_level=logging.ERROR if opts.quiet else logging.WARNING, log_to_driver=not opts.quiet, include_dashboard=False)
+    if not show_progress(opts.quiet):
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its "progress bars disabled" notice too
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = show_progress(opts.quiet)
+    context.print_on_execution_start = False
+    return ray
+
+
+def stream(rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, decode: Callable[[dict], dict] | None = None) -> Iterator[dict]:
+    """Every output row of WORKER over ROWS (one row = one model batch), as it finishes.
+
+    Each row is its own block so that batches spread over the actors; DECODE (if given) runs
+    first on each row as a plain CPU task. Ray restarts a killed actor and re-runs its batch
+    (actors: max_restarts=-1, max_task_retries=-1 by default in Ray Data), so a batch is
+    delivered once it succeeds; the caller de-duplicates by item id in case one is re-run.
+    """
+    ray = connect(opts)
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+    if decode is not None:
+        ds = ds.map(decode, num_cpus=DECODE_CPUS)
+    ds = ds.map_batches(
+        worker,
+        fn_constructor_kwargs=worker_args,
+        batch_size=1,
+        # one batch in flight per actor: a queue behind a busy actor would leave another idle
+        compute=ray.data.ActorPoolStrategy(size=min(opts.workers, len(rows)), max_tasks_in_flight_per_actor=1),
+        num_cpus=opts.cpus_per_worker,
+        num_gpus=opts.gpus_per_worker or None,
+    )
+    # each block as soon as it is done: iter_rows() holds a finished one back until the next
+    # arrives, which would leave a finished item unwritten when the driver is killed
+    for block in ds.iter_batches(batch_size=None, prefetch_batches=0, batch_format="pyarrow"):
+        yield from block.to_pylist()
+
+
+def open_session(ref: ModelRef, threads: int):
+    """The actor's model, loaded once; THREADS pins torch's CPU threads (fp32 results depend on
+    how a matmul is split across threads, so a fixed count keeps them reproducible)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True)

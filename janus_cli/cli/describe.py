@@ -33,6 +33,7 @@ def describe(
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
 ) -> None:
     """Describe images, or answer a question about them; the answer streams to stdout.
@@ -71,7 +72,7 @@ def describe(
         if not items:
             common.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
             return
-        session = common.open_model(model, device, dtype, revision, quiet)
+        session = common.open_model(model, device, dtype, revision, quiet, quantize)
         from janus_cli.pipelines.image_to_text import DescribeSettings
 
         settings = DescribeSettings(question=prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)

@@ -38,6 +38,7 @@ def flow_generate(
     model: common.Model = "janusflow-1.3b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
 ) -> None:
     """Generate images from a text prompt with JanusFlow; prints the path of each PNG written.
@@ -57,7 +58,7 @@ def flow_generate(
         per_image = noise is Noise.per_image
         work = jobs.make_jobs(jobs.read_prompts(prompt, prompts_file), n, images.pick_seed(seed), {"cfg": cfg, "steps": steps}, CHECKS)
         paths = images.plan_images(work, lambda j, k: j.seed + k if per_image else j.seed, model, output, overwrite)
-        session = common.open_model(model, device, dtype, revision, quiet)
+        session = common.open_model(model, device, dtype, revision, quiet, quantize)
         session.require("janusflow", "janus flow-generate")
         from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_images
 

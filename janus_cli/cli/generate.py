@@ -36,6 +36,7 @@ def generate(
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
 ) -> None:
     """Generate images from a text prompt; prints the path of each PNG written.
@@ -66,7 +67,7 @@ def generate(
         if not work:
             common.err.print("this shard has no images", markup=False)
             return
-        session = common.open_model(v["model"], device, dtype, v["revision"], quiet)
+        session = common.open_model(v["model"], device, dtype, v["revision"], quiet, quantize)
         session.require("janus", "janus generate")
         from janus_cli.pipelines.text_to_image import GenerateSettings, generate_images, prompt_ids
 

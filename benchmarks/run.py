@@ -1,52 +1,88 @@
-"""Speed of janus-cli against the official algorithm, measured side by side in one run.
+"""Speed and memory of janus-cli against the official algorithm, measured side by side in one run.
 
     python benchmarks/run.py [--quick] [--threads N]
 
-Builds full-size random-weight models of the published shapes (Janus-Pro-1B from its real
-config.json) and times, interleaved and repeated, the image-token decode step of janus-cli
-(static KV cache, prompt prefilled once and shared) against the official loop: transformers'
-`LlamaForCausalLM` with its growing `DynamicCache`, `gen_head`, logit CFG, sampling and
-`gen_embed` + `gen_aligner` (needs `pip install -e ".[bench]"`). Both use the very same weight
-tensors. Prints medians, the janus/peer ratio and the fraction of the memory-bandwidth roofline;
-writes benchmarks/results/<date>.json. Wall-clock numbers are noisy on shared machines: read
-the ratios.
+Builds full-size random-weight models of the published shapes (Janus-Pro-1B and JanusFlow-1.3B
+from their real config.json) and times, interleaved and repeated, the image-token decode step of
+janus-cli (static KV cache, prompt prefilled once and shared; bf16, int8 weights, fp32) against
+the official loop: transformers' `LlamaForCausalLM` with its growing `DynamicCache`, `gen_head`,
+logit CFG, sampling and `gen_embed` + `gen_aligner` (needs `pip install -e ".[bench]"`). Both use
+the very same weight tensors. Also: the int8 quality cost (greedy agreement, logit error), one
+JanusFlow step, and the peak RSS of a `generate -n 4`-like run of each, in fresh processes.
+Prints medians, janus/peer ratios and the fraction of the memory-bandwidth roofline, then one
+`SUMMARY` line; writes benchmarks/results/<date>.json. Wall-clock numbers are noisy on shared
+machines: read the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from janus_cli.checkpoints.load import build_model
 from janus_cli.config import JanusConfig
+from janus_cli.models.quantize import quantize_int8
 from janus_cli.prompts import make_uncond_ids
+from janus_cli.sampling.agreement import greedy_agreement
 from janus_cli.sampling.autoregressive import generate_image_tokens
 from janus_cli.sampling.flow import prefill_prompt, recompute_velocity, time_grid, velocity
 from janus_cli.sampling.logits import apply_cfg, make_sampler
 
 ROOT = Path(__file__).parents[1]
+IMAGE_TOKENS = 576
+GiB = 2**30
 
 
 def bandwidth_gbs(dtype: torch.dtype) -> float:
-    x = torch.ones(2**30 // torch.tensor([], dtype=dtype).element_size(), dtype=dtype)
+    x = torch.ones(GiB // torch.tensor([], dtype=dtype).element_size(), dtype=dtype)
     x.sum()
     times = []
     for _ in range(5):
         t = time.perf_counter()
         x.sum()
         times.append(time.perf_counter() - t)
-    return 2**30 / min(times) / 1e9
+    return GiB / min(times) / 1e9
+
+
+def idle_cores() -> int:
+    """Cores the rest of the machine leaves free (at least 1). On a shared machine more threads
+    than free cores make every step wait at OpenMP barriers for a descheduled thread: here 2
+    threads beside one busy process ran a decode step 3-4x slower than 1 thread."""
+    return max(1, min(os.cpu_count() or 1, round(os.cpu_count() - os.getloadavg()[0])))
+
+
+def available_bytes() -> int:
+    """MemAvailable: what this run may still allocate without pushing others into swap."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    flags = Path("/proc/cpuinfo").read_text()
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "avx512_bf16": "avx512_bf16" in flags, "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
+            "torch": torch.__version__}  # fmt: skip
 
 
 def random_model(name: str, dtype: torch.dtype):
     cfg = JanusConfig.from_file(ROOT / "weights" / "published" / name / "config.json")
-    model = build_model(cfg).to_empty(device="cpu").to(dtype)
+    model = build_model(cfg).to(dtype).to_empty(device="cpu")  # cast on meta: no fp32 copy in RAM
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -54,20 +90,25 @@ def random_model(name: str, dtype: torch.dtype):
     return model.eval().requires_grad_(False)
 
 
+def quantized_copy(model):
+    """MODEL with int8 LLM blocks and gen_head, sharing every other tensor with it."""
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return quantize_int8(copy.deepcopy(model, memo=shared))
+
+
 def decode_path_bytes(model) -> int:
     """Weights read once per image-token step: the LLM blocks and norm, gen_head, gen_aligner."""
     parts = [model.language_model.model.layers, model.language_model.model.norm, model.gen_head, model.gen_aligner]
-    return sum(p.numel() * p.element_size() for m in parts for p in m.parameters())
+    return sum(t.numel() * t.element_size() for m in parts for t in [*m.parameters(), *m.buffers()])
 
 
-def janus_steps(model, ids: list[int], n: int, steps: int) -> list[float]:
+def prompt_of(length: int) -> list[int]:
+    return [100000] + list(range(1000, 1000 + length - 2)) + [100003]
+
+
+def janus_codes(model, ids: list[int], n: int, steps: int) -> Iterator[Tensor]:
     sampler = make_sampler(1.0, generators=[torch.Generator().manual_seed(k) for k in range(n)])
-    out, t = [], time.perf_counter()
-    for _ in generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps):
-        now = time.perf_counter()
-        out.append(now - t)
-        t = now
-    return out[1:]  # step 0 includes the prefill
+    return generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps)
 
 
 def peer_model(model):
@@ -86,7 +127,7 @@ def peer_model(model):
 
 
 @torch.inference_mode()
-def peer_steps(model, peer, ids: list[int], n: int, steps: int) -> list[float]:
+def peer_codes(model, peer, ids: list[int], n: int, steps: int) -> Iterator[Tensor]:
     """The official generation loop (generation_inference.py): interleaved rows, growing cache."""
     from transformers import DynamicCache
 
@@ -94,17 +135,65 @@ def peer_steps(model, peer, ids: list[int], n: int, steps: int) -> list[float]:
     embeds = peer.model.embed_tokens(rows)
     cache = DynamicCache()
     gen = torch.Generator().manual_seed(0)
-    out, t = [], time.perf_counter()
     for _ in range(steps):
         hidden = peer.model(inputs_embeds=embeds, use_cache=True, past_key_values=cache).last_hidden_state
         logits = model.gen_head(hidden[:, -1])
         guided = apply_cfg(logits[0::2], logits[1::2], 5.0)
         codes = torch.multinomial(guided.float().softmax(-1), 1, generator=gen)  # (N, 1)
+        yield codes[:, 0]
         embeds = model.gen_aligner(model.gen_embed(codes.repeat_interleave(2, dim=0)))  # (2N, 1, C)
+
+
+def step_times(codes: Iterator[Tensor]) -> list[float]:
+    out, t = [], time.perf_counter()
+    for _ in codes:
         now = time.perf_counter()
         out.append(now - t)
         t = now
-    return out[1:]
+    return out[1:]  # step 0 includes the prefill
+
+
+def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], contexts: list[int],
+                 steps: int, reps: int, bandwidth: float) -> list[dict]:  # fmt: skip
+    """Per N and context: janus (and janus int8 for N in INT8_NS) against the peer, interleaved."""
+    peer = peer_model(model)
+    quantized = quantized_copy(model) if int8_ns else None
+    dt = str(dtype).removeprefix("torch.")
+    rows = []
+    for n in ns:
+        for context in contexts:
+            ids = prompt_of(context)
+            runs = {"janus": model, **({"int8": quantized} if n in int8_ns else {})}
+            times: dict[str, list[float]] = {k: [] for k in [*runs, "peer"]}
+            for _ in range(reps):  # interleave, so load changes hit all alike
+                for name, m in runs.items():
+                    times[name] += step_times(janus_codes(m, ids, n, steps))
+                times["peer"] += step_times(peer_codes(model, peer, ids, n, steps))
+            b = statistics.median(times["peer"])
+            for name, m in runs.items():
+                a = statistics.median(times[name])
+                floor = decode_path_bytes(m) / (bandwidth * 1e9)
+                label = f"{dt} int8" if name == "int8" else dt
+                row = {"case": f"decode step Janus-Pro-1B {label} N={n} ctx {context}", "dtype": dt, "int8": name == "int8",
+                       "n": n, "context": context, "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a,
+                       "floor_ms": floor * 1e3, "roofline_fraction": floor / a, "images_per_s": n / (IMAGE_TOKENS * a)}  # fmt: skip
+                rows.append(row)
+                print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}  "
+                      f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
+    return rows
+
+
+def int8_quality(model, steps: int) -> dict:
+    """Greedy image tokens of int8 against the unquantized model on the same weights (teacher
+    forced, one image, CFG 5), and the largest guided-logit error over those steps."""
+    ids = prompt_of(40)
+    a = greedy_agreement(model, quantized_copy(model), ids, make_uncond_ids(ids, 0), n=1, cfg=5.0, steps=steps)
+    dt = str(next(model.parameters()).dtype).removeprefix("torch.")
+    row = {"case": f"int8 quality vs {dt}, {steps} greedy steps", "token_agreement": a.tokens,
+           "max_logit_error": a.max_logit_error, "logit_scale": a.logit_scale}  # fmt: skip
+    print(f"int8 quality vs {dt} ({steps} greedy image tokens, same weights): agreement {a.tokens:.1%}, "
+          f"max logit error {a.max_logit_error:.3f} (logits up to {a.logit_scale:.2f})", flush=True)  # fmt: skip
+    return row
 
 
 def flow_step_case(dtype: torch.dtype, reps: int) -> dict:
@@ -127,52 +216,114 @@ def flow_step_case(dtype: torch.dtype, reps: int) -> dict:
         recompute_velocity(model, ids, uncond, z, t)
         full.append(time.perf_counter() - start)
     a, b = statistics.median(cached), statistics.median(full)
-    return {"case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 ctx {len(ids) + 576}",
-            "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a}  # fmt: skip
+    row = {"case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 ctx {len(ids) + 576}",
+           "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a}  # fmt: skip
+    print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f} "
+          f"(prompt-length bound x{613 / 577:.2f})", flush=True)  # fmt: skip
+    return row
+
+
+def rss_child(who: str, steps: int) -> None:
+    """A `generate -n 4` of one prompt in this fresh process (bf16): build, decode STEPS image
+    tokens, VQ-decode all 576 (the codes tiled when STEPS is shorter); print the peak RSS."""
+    model = random_model("Janus-Pro-1B", torch.bfloat16)
+    ids = prompt_of(40)
+    codes = janus_codes(model, ids, 4, steps) if who == "janus" else peer_codes(model, peer_model(model), ids, 4, steps)
+    grid = torch.stack(list(codes), dim=1)  # (4, steps)
+    model.decode_codes(grid.repeat(1, -(-IMAGE_TOKENS // steps))[:, :IMAGE_TOKENS])  # (4, 3, 384, 384)
+    # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak into a child across exec.
+    status = Path("/proc/self/status").read_text()
+    print(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024)
+
+
+def peak_rss_case(steps: int) -> dict:
+    peaks = {}
+    for who in ("janus", "peer"):
+        args = [sys.executable, __file__, "--rss-child", who, "--rss-steps", str(steps), "--threads", str(torch.get_num_threads())]
+        r = subprocess.run(args, capture_output=True, text=True, check=True)
+        peaks[who] = int(r.stdout.split()[-1]) / 1e9
+    row = {"case": f"peak RSS, generate -n 4 bf16 ({steps} of {IMAGE_TOKENS} tokens, VQ decode)",
+           "janus_gb": peaks["janus"], "peer_gb": peaks["peer"], "ratio": peaks["janus"] / peaks["peer"]}  # fmt: skip
+    print(f"{row['case']:<46} janus {peaks['janus']:.2f} GB  peer {peaks['peer']:.2f} GB (transformers imported)  "
+          f"janus/peer {row['ratio']:.2f}", flush=True)  # fmt: skip
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| case | janus-cli | peer | peer/janus | roofline | images/min |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "janus_ms" in r:
+            extra = f"{r['roofline_fraction']:.0%} | {r['images_per_s'] * 60:.2f}" if "roofline_fraction" in r else "| "
+            lines.append(f"| {r['case']} | {r['janus_ms']:.0f} ms | {r['peer_ms']:.0f} ms | x{r['speedup']:.2f} | {extra} |")
+        elif "janus_gb" in r:
+            lines.append(f"| {r['case']} | {r['janus_gb']:.2f} GB | {r['peer_gb']:.2f} GB | x{1 / r['ratio']:.2f} | | |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+    def pick(**want) -> dict:
+        return next(r for r in rows if all(r.get(k) == v for k, v in want.items()))
+
+    n1, n4 = pick(dtype="bfloat16", int8=False, n=1, context=40), pick(dtype="bfloat16", int8=False, n=4, context=40)
+    q4 = pick(dtype="bfloat16", int8=True, n=4, context=40)
+    flow = next(r for r in rows if r["case"].startswith("JanusFlow"))
+    rss = next(r for r in rows if "janus_gb" in r)
+    return (f"SUMMARY decode_speedup_n1={n1['speedup']:.2f} decode_speedup_n4={n4['speedup']:.2f} "
+            f"int8_speedup_n4={q4['peer_ms'] / q4['janus_ms']:.2f} bandwidth_fraction={n1['roofline_fraction']:.2f} "
+            f"flow_prefix_speedup={flow['speedup']:.2f} peak_rss_ratio={rss['ratio']:.2f}")  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps and cases")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="fewer steps, repeats and cases (under 10 minutes on 2 cores)")
+    ap.add_argument("--threads", type=int, default=None, help="default: the cores the load average leaves idle")
+    ap.add_argument("--rss-child", choices=["janus", "peer"], help=argparse.SUPPRESS)
+    ap.add_argument("--rss-steps", type=int, default=IMAGE_TOKENS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    steps, reps = (12, 2) if args.quick else (32, 3)
-    cases = [(torch.bfloat16, 1), (torch.bfloat16, 4)] + ([] if args.quick else [(torch.float32, 1)])
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "read_bandwidth_gbs": {"float32": bandwidth_gbs(torch.float32), "bfloat16": bandwidth_gbs(torch.bfloat16)},
-              "cases": []}  # fmt: skip
-    print(f"read bandwidth: fp32 {result['read_bandwidth_gbs']['float32']:.1f} GB/s, bf16 {result['read_bandwidth_gbs']['bfloat16']:.1f} GB/s")
+    torch.set_num_threads(args.threads or idle_cores())
+    if args.rss_child:
+        rss_child(args.rss_child, args.rss_steps)
+        return
+    t0 = time.perf_counter()
+    steps, reps = (10, 2) if args.quick else (32, 3)
     contexts = [40] if args.quick else [40, 600]  # the cost of a growing cache shows at long contexts
-    for dtype in dict.fromkeys(d for d, _ in cases):
-        model = random_model("Janus-Pro-1B", dtype)
-        peer = peer_model(model)
-        weight_bytes = decode_path_bytes(model)
-        for (_, n), context in [(c, ctx) for c in cases if c[0] == dtype for ctx in contexts]:
-            ids = [100000] + list(range(1000, 1000 + context - 2)) + [100003]
-            ours, theirs = [], []
-            for _ in range(reps):  # interleave, so load changes hit both alike
-                ours += janus_steps(model, ids, n, steps)
-                theirs += peer_steps(model, peer, ids, n, steps)
-            a, b = statistics.median(ours), statistics.median(theirs)
-            dt = str(dtype).removeprefix("torch.")
-            roofline = weight_bytes / (result["read_bandwidth_gbs"][dt] * 1e9) / a
-            row = {"case": f"decode step Janus-Pro-1B {dt} N={n} ctx {context}", "janus_ms": a * 1e3, "peer_ms": b * 1e3,
-                   "speedup": b / a, "roofline_fraction": roofline}  # fmt: skip
-            result["cases"].append(row)
-            print(f"{row['case']:<48} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  "
-                  f"speed-up x{b / a:.2f}  roofline {roofline:.0%}")  # fmt: skip
-        del model, peer
-    row = flow_step_case(torch.bfloat16, 2 if args.quick else 3)
-    result["cases"].append(row)
-    print(f"{row['case']:<48} janus {row['janus_ms']:7.1f} ms  peer {row['peer_ms']:7.1f} ms  speed-up x{row['speedup']:.2f} "
-          f"(prompt-length bound x{613 / 577:.2f})")  # fmt: skip
-    out = ROOT / "benchmarks" / "results" / f"{time.strftime('%Y-%m-%d')}.json"
+    bw = {"float32": bandwidth_gbs(torch.float32), "bfloat16": bandwidth_gbs(torch.bfloat16)}
+    result = {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": machine(), "read_bandwidth_gbs": bw, "cases": []}  # fmt: skip
+    print(f"threads: {torch.get_num_threads()} of {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at start)")
+    # Bytes per second do not depend on the dtype, but summing bf16 can be compute-bound on one
+    # thread: the floors use the higher reading, so the roofline fractions are not flattered.
+    floor_bw = max(bw.values())
+    result["floor_bandwidth_gbs"] = floor_bw
+    print(f"read bandwidth: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s (floors use {floor_bw:.1f})", flush=True)
+    rows = result["cases"]
+    model = random_model("Janus-Pro-1B", torch.bfloat16)
+    rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, floor_bw)
+    rows.append(int8_quality(model, 32 if args.quick else 64))
+    del model
+    # fp32 Janus-Pro-1B is 8 GB (the peer shares it); leave headroom for whoever shares the machine.
+    if args.quick:
+        print("skipped fp32 decode (--quick)", flush=True)
+    elif available_bytes() > 12 * GiB:
+        model = random_model("Janus-Pro-1B", torch.float32)
+        rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, reps, floor_bw)
+        del model
+    else:
+        print("skipped fp32 decode: under 12 GiB of memory available", flush=True)
+    rows.append(flow_step_case(torch.bfloat16, 1 if args.quick else 3))
+    rows.append(peak_rss_case(16 if args.quick else IMAGE_TOKENS))
+    n1 = next(r for r in rows if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"])
+    n16 = next(r for r in rows if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"])
+    result["images_per_s_n16_over_n1"] = n16["images_per_s"] / n1["images_per_s"]
+    print(f"images/s: N=16 is x{result['images_per_s_n16_over_n1']:.2f} of N=1 (bf16, janus)")
+    print(table(rows))
+    result["seconds"] = time.perf_counter() - t0
+    result["summary"] = summary(rows)
+    out = ROOT / "benchmarks" / "results" / f"{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out.relative_to(ROOT)} ({result['seconds'] / 60:.1f} min)")
+    print(result["summary"])
 
 
 if __name__ == "__main__":

@@ -54,6 +54,16 @@ def choose_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+QUANTIZE_MODES = ("none", "int8")
+
+
+def choose_quantize(name: str) -> str:
+    """none, or int8: weight-only int8 for the LLM blocks and the image head (half the bytes per step)."""
+    if name not in QUANTIZE_MODES:
+        raise InputError(f"--quantize {name}: choose none or int8")
+    return name
+
+
 def make_generator(seed: int) -> torch.Generator:
     """A CPU generator: draws made on the CPU give the same numbers on every device."""
     return torch.Generator().manual_seed(seed)

@@ -25,6 +25,7 @@ def chat(
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
 ) -> None:
     """Talk about images with the model: each line you type is a turn; answers stream to stdout.
@@ -48,7 +49,7 @@ def chat(
             from janus_cli.imageio import probe_image
 
             probe_image(name)  # a missing file fails before the model loads
-        session = common.open_model(model, device, dtype, revision, quiet)
+        session = common.open_model(model, device, dtype, revision, quiet, quantize)
         talk = Conversation(session, max_tokens, temperature, top_p, seed, output, quiet)
         for name in images or []:
             talk.attach(name)

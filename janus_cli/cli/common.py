@@ -26,6 +26,8 @@ Device = Annotated[str, typer.Option("--device", envvar="JANUS_DEVICE", rich_hel
     help="auto, cpu, cuda or mps.")]  # fmt: skip
 Dtype = Annotated[str, typer.Option("--dtype", envvar="JANUS_DTYPE", rich_help_panel=RUNTIME,
     help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), bfloat16 or float32. float16 is refused.")]  # fmt: skip
+Quantize = Annotated[str, typer.Option("--quantize", envvar="JANUS_QUANTIZE", rich_help_panel=RUNTIME,
+    help="none, or int8: weight-only int8 LLM and image-head linears (half the weight bytes of bf16; quality cost in the README).")]  # fmt: skip
 Revision = Annotated[str | None, typer.Option("--revision", rich_help_panel=RUNTIME, help="Hub revision (branch, tag or commit).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT, help="No progress or timing on stderr.")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print JSON on stdout instead of plain text.")]
@@ -115,22 +117,23 @@ def progress_bar(quiet: bool):
     )  # fmt: skip
 
 
-def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool):
+def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none"):
     """Resolve, download if needed, and load the checkpoint REF (status on stderr)."""
     import time
 
     from janus_cli.checkpoints.hub import resolve
     from janus_cli.pipelines.session import open_session
-    from janus_cli.runtime import choose_device, choose_dtype
+    from janus_cli.runtime import choose_device, choose_dtype, choose_quantize
 
     dev = choose_device(device)
     dt = choose_dtype(dtype, dev)
+    quantize = choose_quantize(quantize)
     folder = resolve(ref, revision, progress=show_progress(quiet))
     t0 = time.perf_counter()
     with err.status(f"loading {ref}", spinner="dots") if show_progress(quiet) else contextlib.nullcontext():
-        session = open_session(ref, folder, dev, dt)
+        session = open_session(ref, folder, dev, dt, quantize)
     if show_progress(quiet):
-        name = str(dt).removeprefix("torch.")
+        name = str(dt).removeprefix("torch.") + (f", {quantize}" if quantize != "none" else "")
         err.print(f"loaded {ref} ({name}, {dev.type}) in {time.perf_counter() - t0:.1f}s", markup=False)
     return session
 

@@ -32,6 +32,7 @@ def describe(
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
@@ -118,9 +119,9 @@ def describe(
 
                 t0 = time.perf_counter()
                 opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision), items, settings, keep_going, on_text, on_error)
+                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision, quantize), items, settings, keep_going, on_text, on_error)
             else:
-                session = common.open_model(model, device, dtype, revision, quiet)
+                session = common.open_model(model, device, dtype, revision, quiet, quantize)
                 t0 = time.perf_counter()
                 if together:
                     tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)

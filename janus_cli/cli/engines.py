@@ -36,15 +36,17 @@ class ImageEngine:
         return image_events(self.ray, self.ref, self.task, jobs, batch_size)
 
 
-def open_images(ray, model: str, device: str, dtype: str, revision: str | None, quiet: bool, family: str, command: str,
+def open_images(ray, model: str, device: str, dtype: str, revision: str | None, quantize: str, quiet: bool, family: str, command: str,
                 vae: str | None = None) -> ImageEngine:  # fmt: skip
     """Load the model here, or, for Ray, only what the driver needs to check the work."""
     if ray is None:
-        session = common.open_model(model, device, dtype, revision, quiet)
+        session = common.open_model(model, device, dtype, revision, quiet, quantize)
         session.require(family, command)
         return ImageEngine(session, str(session.dtype).removeprefix("torch."))
     from janus_cli.distributed.cluster import ModelRef
     from janus_cli.distributed.image_job import ImageTask, light_session, worker_dtype
+    from janus_cli.runtime import choose_quantize
 
-    ref, task = ModelRef(model, device, dtype, revision), ImageTask(family, command, vae)
+    choose_quantize(quantize)  # a bad value fails here, not in every worker
+    ref, task = ModelRef(model, device, dtype, revision, quantize), ImageTask(family, command, vae)
     return ImageEngine(light_session(ref, task, quiet), worker_dtype(ref, ray), ray, ref, task)

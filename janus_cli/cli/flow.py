@@ -44,6 +44,7 @@ def flow_generate(
     model: common.Model = "janusflow-1.3b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
@@ -85,9 +86,9 @@ def flow_generate(
         from janus_cli.pipelines.batching import ImageJob
         from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_jobs
 
-        run = engines.open_images(ray, model, device, dtype, revision, quiet, "janusflow", "janus flow-generate", vae)
+        run = engines.open_images(ray, model, device, dtype, revision, quantize, quiet, "janusflow", "janus flow-generate", vae)
         image_run.check_prompts(plan, lambda p: flow_prompt_ids(run.session, p), keep_going)
-        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value, "dtype": run.dtype,
+        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value, "dtype": run.dtype, "quantize": quantize,
                 "generator": f"janus-cli {images.version()}"}  # fmt: skip
         flow_jobs = [ImageJob(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, **j.options), j.first) for j in plan.work]
 

@@ -11,7 +11,7 @@ from janus_cli.cli.common import SAMPLING
 
 CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "temperature": jobs.number(float, 0),
           "top_k": jobs.number(int, 1, optional=True), "top_p": jobs.number(float, 1e-9, 1, optional=True)}  # fmt: skip
-RECIPE = ("prompt", "seed", "cfg", "temperature", "top_k", "top_p", "model", "revision")
+RECIPE = ("prompt", "seed", "cfg", "temperature", "top_k", "top_p", "model", "revision", "quantize")
 
 
 def generate(
@@ -41,6 +41,7 @@ def generate(
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
+    quantize: common.Quantize = "none",
     revision: common.Revision = None,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
@@ -67,7 +68,7 @@ def generate(
       janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 --manifest out/made.jsonl
     """
     with common.handle_errors():
-        v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision)
+        v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision, quantize=quantize)
         if from_image is not None:
             v = images.apply_recipe(ctx, images.read_recipe(from_image), v, RECIPE)
         if v["top_p"] is not None and v["top_p"] <= 0:
@@ -90,9 +91,9 @@ def generate(
         from janus_cli.pipelines.batching import ImageJob
         from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs, prompt_ids
 
-        run = engines.open_images(ray, v["model"], device, dtype, v["revision"], quiet, "janus", "janus generate")
+        run = engines.open_images(ray, v["model"], device, dtype, v["revision"], v["quantize"], quiet, "janus", "janus generate")
         image_run.check_prompts(plan, lambda p: prompt_ids(run.session, p), keep_going)
-        base = {"model": v["model"], "revision": v["revision"], "dtype": run.dtype, "generator": f"janus-cli {images.version()}"}
+        base = {"model": v["model"], "revision": v["revision"], "dtype": run.dtype, "quantize": v["quantize"], "generator": f"janus-cli {images.version()}"}
         image_jobs = [ImageJob(j.prompt, GenerateSettings(n=j.n, seed=j.seed, **j.options), j.first) for j in plan.work]
         events = run.events(image_jobs, batch_size, lambda: generate_jobs(run.session, image_jobs, batch_size))
         image_run.write_images(plan, events, seed_of, base, out, log)

@@ -31,6 +31,7 @@ class ModelRef:
     device: str
     dtype: str
     revision: str | None
+    quantize: str = "none"
 
 
 def import_ray():
@@ -89,4 +90,4 @@ def open_session(ref: ModelRef, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True)
+    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize)

@@ -12,6 +12,7 @@ from janus_cli.checkpoints.load import load_model
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
+from janus_cli.runtime import choose_quantize
 from janus_cli.tokenizer import Tokenizer
 
 COMMAND_FOR_FAMILY = {"janus": "janus generate", "janusflow": "janus flow-generate"}
@@ -27,6 +28,7 @@ class Session:
     preprocess: PreprocessConfig
     device: torch.device
     dtype: torch.dtype
+    quantize: str = "none"
 
     def require(self, family: str, command: str) -> None:
         """Refuse a command the checkpoint's family cannot run, naming the right one."""
@@ -37,10 +39,16 @@ class Session:
             )
 
 
-def open_session(name: str, folder: Path, device: torch.device, dtype: torch.dtype) -> Session:
+def open_session(name: str, folder: Path, device: torch.device, dtype: torch.dtype, quantize: str = "none") -> Session:
+    """Load checkpoint FOLDER; QUANTIZE int8 swaps the LLM and image-head linears after loading."""
+    choose_quantize(quantize)
     cfg = JanusConfig.from_file(folder / "config.json")
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
     model = load_model(folder, dtype=dtype, device=device)
-    return Session(name, folder, cfg, model, tok, preprocess, device, dtype)
+    if quantize == "int8":
+        from janus_cli.models.quantize import quantize_int8
+
+        quantize_int8(model)
+    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize)

@@ -1,0 +1,105 @@
+"""`--quantize int8`: the Int8Linear kernel path, its error bound, its bytes, its quality, the CLI."""
+
+import copy
+
+import pytest
+import torch
+from conftest import assert_one_line_error, checkpoint_dir, image_path
+from conftest import run_janus as run
+from torch import nn
+
+from janus_cli.checkpoints.load import load_model
+from janus_cli.models.quantize import PACKED_MAX_ROWS, Int8Linear, quantize_int8
+from janus_cli.sampling.agreement import greedy_agreement
+
+
+def tensor_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 3, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1, 64])  # both sides of the kernel switch
+def test_int8_linear_matches_dequantized_matmul(dtype, rows):
+    gen = torch.Generator().manual_seed(rows)
+    linear = nn.Linear(320, 96).to(dtype)
+    with torch.no_grad():
+        linear.weight.normal_(0, 0.05, generator=gen)
+        linear.bias.normal_(0, 0.05, generator=gen)
+    q = Int8Linear.from_linear(linear)
+    x = torch.randn(1, rows, 320, generator=gen).to(dtype)
+    ref = x.float() @ (q.weight.float() * q.scale.float()[:, None]).T + q.bias.float()  # (1, rows, 96)
+    y = q(x)
+    assert y.shape == (1, rows, 96) and y.dtype == dtype
+    # fp32: only summation order differs; bf16: the output's rounding (8 bits) dominates.
+    tol = 1e-5 if dtype == torch.float32 else 8e-3
+    assert (y.float() - ref).abs().max().item() <= tol * ref.abs().max().item()
+
+
+def test_int8_linear_falls_back_when_k_is_not_a_multiple_of_16():
+    linear = nn.Linear(100, 32, bias=False).to(torch.bfloat16)  # the CPU kernel garbles K = 100
+    q = Int8Linear.from_linear(linear)
+    assert not q.packed
+    x = torch.randn(2, 100, dtype=torch.bfloat16)
+    ref = x.float() @ q.dequantize().float().T
+    assert (q(x).float() - ref).abs().max().item() <= 8e-3 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quantization_error_is_at_most_half_a_step_per_channel(dtype):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 256, generator=gen) * torch.logspace(-3, 1, 64)[:, None]  # channels of very different size
+    w[5] = 0  # an all-zero channel stays zero, with a finite scale
+    linear = nn.Linear(256, 64, bias=False).to(dtype)
+    with torch.no_grad():
+        linear.weight.copy_(w)
+    q = Int8Linear.from_linear(linear)
+    assert q.weight.dtype == torch.int8 and q.scale.dtype == dtype and q.weight.abs().max() <= 127
+    error = (linear.weight.float() - q.weight.float() * q.scale.float()[:, None]).abs().amax(dim=1)  # (64,)
+    assert torch.all(error <= q.scale.float() * (0.5 + 1e-3))
+    assert q.scale.isfinite().all() and q.weight[5].abs().max() == 0
+
+
+def test_quantized_llm_blocks_take_half_the_bytes_of_bf16():
+    model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.bfloat16)
+    before = tensor_bytes(model.language_model.model.layers), tensor_bytes(model.gen_head)
+    quantize_int8(model)
+    after = tensor_bytes(model.language_model.model.layers), tensor_bytes(model.gen_head)
+    # int8 weights, plus per row one bf16 scale (in gen_head also a bias; in the blocks the
+    # norms): 0.5 + 2 / hidden for a bias-free matrix, 3 % at this checkpoint's hidden of 64.
+    for b, a in zip(before, after):
+        assert 0.5 <= a / b < 0.53
+    layer = model.language_model.model.layers[0]
+    linears = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+               layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj, model.gen_head.vision_head]  # fmt: skip
+    assert all(isinstance(m, Int8Linear) for m in linears)
+    assert isinstance(model.language_model.lm_head, nn.Linear)  # text logits stay in the model dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int8_greedy_image_tokens_agree_with_the_unquantized_model(dtype):
+    model = load_model(checkpoint_dir("janus-pro-1b-tiny"), dtype)
+    quantized = quantize_int8(copy.deepcopy(model))
+    prompt = torch.randint(10, 1200, (30,), generator=torch.Generator().manual_seed(0)).tolist()
+    uncond = [prompt[0]] + [0] * (len(prompt) - 1)
+    a = greedy_agreement(model, quantized, prompt, uncond, n=2, cfg=5.0, steps=64)
+    # Measured on this checkpoint: 0.91-0.97 agreement and errors of 2-3 % of the logit scale
+    # (seeds 0-1, fp32 and bf16); the bounds leave room for kernel differences across CPUs.
+    assert a.tokens >= 0.8
+    assert a.max_logit_error <= 0.06 * a.logit_scale
+    same = greedy_agreement(model, model, prompt, uncond, n=2, cfg=5.0, steps=8)
+    assert same.tokens == 1.0 and same.max_logit_error == 0.0
+
+
+def test_generate_with_int8_end_to_end(tmp_path):
+    folder = checkpoint_dir("janus-pro-1b-tiny")
+    r = run("generate", "a red fox", "-m", str(folder), "--seed", "0", "-o", str(tmp_path), "--quantize", "int8", "--dtype", "bfloat16")
+    assert r.returncode == 0, r.stderr
+    paths = r.stdout.splitlines()
+    assert len(paths) == 1 and paths[0].endswith(".png")
+
+
+def test_bad_quantize_value_is_one_line_error(tmp_path):
+    r = run("generate", "a red fox", "-m", str(checkpoint_dir("janus-pro-1b-tiny")), "-o", str(tmp_path), "--quantize", "int4")
+    assert_one_line_error(r, "--quantize int4: choose none or int8")
+    r = run("describe", str(image_path("square0.png")), "-m", str(checkpoint_dir("janus-pro-1b-tiny")), env={"JANUS_QUANTIZE": "int4"})
+    assert_one_line_error(r, "--quantize int4")

@@ -70,6 +70,26 @@ def run_janus(*args: str, stdin: str | None = None, env: dict | None = None) -> 
     return subprocess.run([sys.executable, "-m", "janus_cli", *args], capture_output=True, text=True, input=stdin, env=env, timeout=600)
 
 
+def wait_for_lines(path: Path, count: int, proc: subprocess.Popen) -> None:
+    """Wait until the file PATH (a manifest being written by PROC) holds COUNT lines."""
+    import time
+
+    deadline = time.monotonic() + 300
+    while not (path.exists() and path.read_text().count("\n") >= count):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first item"
+        time.sleep(0.05)
+
+
+def kill_after_first_item(command: list[str], manifest: Path) -> None:
+    """Run COMMAND (argv) and kill it, SIGKILL, as soon as MANIFEST has its first line."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_lines(manifest, 1, proc)
+        proc.kill()
+    finally:
+        proc.wait()
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, needle: str) -> None:
     """A failed run: non-zero exit, nothing on stdout, one `error: ...` line on stderr."""
     assert result.returncode != 0

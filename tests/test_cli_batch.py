@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, checkpoint_dir, image_path
+from conftest import assert_one_line_error, checkpoint_dir, image_path, kill_after_first_item
 from conftest import run_janus as run
 from PIL import Image
 
@@ -190,15 +189,7 @@ def test_resume_after_a_killed_run_loses_nothing_and_redoes_nothing(tmp_path):
     folder = image_folder(tmp_path)
     manifest = tmp_path / "captions.jsonl"
     args = [sys.executable, "-m", "janus_cli", "describe", str(folder), "-m", tiny(), "--manifest", str(manifest), *FAST]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not (manifest.exists() and manifest.read_text().count("\n") >= 1):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first item"
-            time.sleep(0.05)
-        proc.kill()
-    finally:
-        proc.wait()
+    kill_after_first_item(args, manifest)
     before = [r["image"] for r in Manifest(manifest).records()]
     assert 1 <= len(before) < 3
     r = run("describe", str(folder), "-m", tiny(), "--manifest", str(manifest), "--resume", "--jsonl", *FAST)

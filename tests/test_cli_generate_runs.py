@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 
 import numpy as np
-from conftest import assert_one_line_error, checkpoint_dir
+from conftest import assert_one_line_error, checkpoint_dir, kill_after_first_item
 from conftest import run_janus as run
 from PIL import Image
 
@@ -29,15 +27,7 @@ def test_resume_after_a_killed_generate_run_loses_nothing_and_redoes_nothing(tmp
     out, manifest = tmp_path / "out", tmp_path / "made.jsonl"
     # No --seed: the resumed run must find the seed the killed run picked.
     args = ["generate", "a red fox", "-n", "3", "-b", "1", "-m", tiny(), "-o", str(out), "--manifest", str(manifest), *FAST]
-    proc = subprocess.Popen([sys.executable, "-m", "janus_cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while not (manifest.exists() and manifest.read_text().count("\n") >= 1):
-            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first image"
-            time.sleep(0.05)
-        proc.kill()
-    finally:
-        proc.wait()
+    kill_after_first_item([sys.executable, "-m", "janus_cli", *args], manifest)
     before = Manifest(manifest).records()
     assert 1 <= len(before) < 3
     stamps = {r["path"]: (out / r["path"].rsplit("/", 1)[1]).stat().st_mtime_ns for r in before}

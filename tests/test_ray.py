@@ -14,11 +14,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, checkpoint_dir, image_path
+from conftest import assert_one_line_error, checkpoint_dir, image_path, kill_after_first_item, wait_for_lines
 from conftest import run_janus as run
 
 from janus_cli.cli.manifest import Manifest
@@ -69,13 +68,6 @@ def local_captions(photos) -> dict[str, dict]:
 
 def describe_on_ray(address: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "janus_cli", "describe", *args, "-m", tiny(), "--engine", "ray", "--ray-address", address, *FAST]
-
-
-def wait_for_lines(path: Path, count: int, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 300
-    while not (path.exists() and path.read_text().count("\n") >= count):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before its first item"
-        time.sleep(0.05)
 
 
 # ---- no cluster needed -----------------------------------------------------------------
@@ -147,12 +139,7 @@ def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(address, pho
     table = tmp_path / "photos.parquet"  # the images listed in a table, as large jobs keep them
     pq.write_table(pa.table({"image": [str(photos / name) for name in IMAGES]}), table)
     manifest = tmp_path / "captions.jsonl"
-    proc = subprocess.Popen(describe_on_ray(address, str(table), "--manifest", str(manifest)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_lines(manifest, 1, proc)
-        proc.kill()
-    finally:
-        proc.wait()
+    kill_after_first_item(describe_on_ray(address, str(table), "--manifest", str(manifest)), manifest)
     before = Manifest(manifest).records()
     assert 1 <= len(before) < len(IMAGES)
     r = subprocess.run([*describe_on_ray(address, str(table), "--manifest", str(manifest), "--resume", "--jsonl")], capture_output=True, text=True, timeout=600)

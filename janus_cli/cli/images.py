@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from janus_cli.cli.jobs import Job
-from janus_cli.cli.output import plan_paths, png_metadata
+from janus_cli.cli.output import plan_paths
 from janus_cli.errors import InputError
 
 

@@ -45,7 +45,7 @@ def describe(session: Session, groups: list[list[Image.Image]], s: DescribeSetti
     Groups whose prompts have the same length run together, S.batch_size at a time. Answers
     are streamed as TextDelta when a batch holds a single row.
     """
-    tok, model = session.tokenizer, session.model
+    tok = session.tokenizer
     n_tokens = session.config.image_tokens
     prompts = [understanding_ids(tok, [conversation(s.question, len(g))], n_tokens) for g in groups]
     room = session.config.llm.context_length - max(len(p) for p in prompts)

@@ -141,5 +141,5 @@ class ImageWorker:
             except Exception as e:  # a failed forward fails its images, not the job
                 for k in range(n):
                     if first + k not in made:
-                        add(first + k, self.task.seed_of(unit, k), error=f"image {first + k}: {type(e).__name__}: {e}")
+                        add(first + k, self.task.seed_of(unit, k), error=f"image {first + k}: {cluster.describe_error(e)}")
         return out

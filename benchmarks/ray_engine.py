@@ -30,8 +30,7 @@ from conftest import checkpoint_dir, image_path  # noqa: E402
 ARGS = ("--max-tokens", "8", "--dtype", "float32", "--jsonl", "-q")
 
 
-def make_folder(count: int) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="janus-bench-"))
+def make_folder(folder: Path, count: int) -> Path:
     names = ("square0.png", "grey0.png", "portrait0.png", "rgba0.png")
     for i in range(count):
         (folder / f"{i:04d}-{names[i % len(names)]}").write_bytes(image_path(names[i % len(names)]).read_bytes())
@@ -57,7 +56,8 @@ def main() -> None:
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="warning")
     address = ray.get_runtime_context().gcs_address
-    folder, model = make_folder(a.images), str(checkpoint_dir("janus-pro-1b-tiny"))
+    scratch = tempfile.TemporaryDirectory(prefix="janus-bench-")
+    folder, model = make_folder(Path(scratch.name), a.images), str(checkpoint_dir("janus-pro-1b-tiny"))
     base = [sys.executable, "-m", "janus_cli", "describe", str(folder), "-m", model, *ARGS]
     cases = {
         "local (all cores, -b 4)": (base, None),
@@ -69,6 +69,7 @@ def main() -> None:
         for name, (cmd, env) in cases.items():
             times[name].append(timed(cmd, env))
     ray.shutdown()
+    scratch.cleanup()
     local = statistics.median(times["local (all cores, -b 4)"])
     rows = []
     for name, ts in times.items():

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from janus_cli.cli.common import open_model, show_progress
-from janus_cli.errors import InputError
+from janus_cli.errors import InputError, JanusError
 
 # Decoding an image is cheap next to a model step; a zero CPU claim lets the decode tasks run
 # beside actors that hold every CPU of a small cluster instead of waiting for one to free up.
@@ -91,3 +91,10 @@ def open_session(ref: ModelRef, threads: int):
 
     torch.set_num_threads(threads)
     return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize)
+
+
+def describe_error(e: Exception) -> str:
+    """An actor's failure as one line: a user error's own message, else its type and first line."""
+    if isinstance(e, JanusError):
+        return str(e)
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"

@@ -91,7 +91,7 @@ class DescribeWorker:
                                       lambda text: None, lambda *answer: answers.append(answer))  # fmt: skip
                 except Exception as e:  # a model error fails this batch's items, not the job
                     for item in run:
-                        add(*item, error=f"{item[1]}: {type(e).__name__}: {e}")
+                        add(*item, error=f"{item[1]}: {cluster.describe_error(e)}")
                     continue
                 for label, text, tokens in answers:
                     add(*run[int(label)], text, tokens)

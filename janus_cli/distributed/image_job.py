@@ -124,5 +124,5 @@ class ImageWorker:
                 for job, k in work:
                     if job.first + k not in made:
                         seed = job.settings.seed + k if self.vae is None else image_seed(job.settings, k)
-                        add(job.first + k, seed, job.prompt, error=f"image {job.first + k}: {type(e).__name__}: {e}")
+                        add(job.first + k, seed, job.prompt, error=f"image {job.first + k}: {cluster.describe_error(e)}")
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -21,6 +22,8 @@ def chat(
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
     seed: Annotated[int, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Answer t (from 0) uses seed+t; /imagine too.")] = 0,
     output: Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Where /imagine writes its PNGs.")] = ".",
+    as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
+        help='One JSON object per answer ({"turn", "user", "images", "text", "tokens"}) or /imagine image, instead of streamed text.')] = False,  # fmt: skip
     quiet: common.Quiet = False,
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
@@ -50,7 +53,7 @@ def chat(
 
             probe_image(name)  # a missing file fails before the model loads
         session = common.open_model(model, device, dtype, revision, quiet, quantize)
-        talk = Conversation(session, max_tokens, temperature, top_p, seed, output, quiet)
+        talk = Conversation(session, max_tokens, temperature, top_p, seed, output, quiet, "jsonl" if as_jsonl else "text")
         for name in images or []:
             talk.attach(name)
         interactive = sys.stdin.isatty()
@@ -62,10 +65,10 @@ def chat(
             line = sys.stdin.readline()
             if not line or line.strip() in ("/quit", "/exit"):
                 return
-            _turn(talk, line.strip())
+            _turn(talk, line.strip(), as_jsonl)
 
 
-def _turn(talk, line: str) -> None:
+def _turn(talk, line: str, as_jsonl: bool) -> None:
     """One line of input; a failed turn is one `error: ...` line and the chat goes on."""
     from janus_cli.errors import JanusError
 
@@ -83,6 +86,10 @@ def _turn(talk, line: str) -> None:
             common.err.print(HELP, markup=False)
         elif command:
             common.err.print(f"error: unknown command {command} ({HELP})", markup=False)
+        elif as_jsonl:
+            for _ in talk.say(rest):
+                pass
+            typer.echo(json.dumps(talk.last, ensure_ascii=False))
         else:
             for text in talk.say(rest):
                 typer.echo(text, nl=False)

@@ -12,8 +12,8 @@ from janus_cli.prompts import IMAGE_TAG
 
 
 class Conversation:
-    def __init__(self, session, max_tokens: int, temperature: float, top_p: float | None, seed: int, output: str, quiet: bool):
-        self.session, self.output, self.quiet = session, output, quiet
+    def __init__(self, session, max_tokens: int, temperature: float, top_p: float | None, seed: int, output: str, quiet: bool, mode: str = "text"):
+        self.session, self.output, self.quiet, self.mode = session, output, quiet, mode  # mode: how /imagine prints its image
         self.settings = DescribeSettings(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
         self.imagined = 0
         self.reset()
@@ -22,12 +22,15 @@ class Conversation:
         self.messages: list[str] = []  # user, assistant, user, ...
         self.images: list = []  # the pictures of the tags in MESSAGES, in order
         self.pending: list = []  # attached, waiting for the next user message
+        self.names: list[str] = []  # the paths of PENDING
+        self.last: dict | None = None  # the last answer's record
 
     def attach(self, path: str) -> None:
         """Attach the image PATH to the next message."""
         if not path:
             raise InputError("/image needs a path")
         self.pending.append(inputs.load(path, None))
+        self.names.append(path)
 
     def say(self, text: str) -> Iterator[str]:
         """The answer to TEXT (with the attached images), as it streams. A turn that fails
@@ -42,10 +45,11 @@ class Conversation:
             if isinstance(event, TextDelta):
                 yield event.text
             elif isinstance(event, TextReady):
-                answer = event.text
-        self.messages += [message, answer]
+                answer = event
+        self.last = {"turn": turn, "user": text, "images": self.names, "text": answer.text, "tokens": answer.tokens, "seed": settings.seed}
+        self.messages += [message, answer.text]
         self.images += self.pending
-        self.pending = []
+        self.pending, self.names = [], []
 
     def imagine(self, prompt: str) -> None:
         """Make one image of PROMPT into the output folder; its path goes to stdout."""
@@ -59,7 +63,7 @@ class Conversation:
         seed, index = self.settings.seed + self.imagined, self.imagined
         work = [jobs.Job(prompt, 1, seed, index, {"cfg": 5.0, "temperature": 1.0, "top_k": None, "top_p": None})]
         seed_of = lambda j, k: j.seed + k  # noqa: E731
-        out = image_run.Output(self.output, quiet=self.quiet)
+        out = image_run.Output(self.output, mode=self.mode, quiet=self.quiet)
         plan = image_run.plan(work, seed_of, self.session.name, out, None)
         image_run.check_prompts(plan, lambda p: prompt_ids(self.session, p), keep_going=False)
         base = {"model": self.session.name, "generator": f"janus-cli {images.version()}"}

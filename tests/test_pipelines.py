@@ -8,7 +8,7 @@ from janus_cli.errors import InputError
 from janus_cli.pipelines.events import ImageReady
 from janus_cli.pipelines.session import open_session
 from janus_cli.pipelines.batching import ImageJob
-from janus_cli.pipelines.text_to_image import GenerateSettings, generate_images, generate_jobs
+from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,13 @@ def session():
     return s
 
 
-def codes_of(session, **settings) -> dict[int, torch.Tensor]:
+def generate_images(session, prompt: str, s: GenerateSettings, batch_size: int = 4):
+    return generate_jobs(session, [ImageJob(prompt, s)], batch_size)
+
+
+def codes_of(session, batch_size: int = 4, **settings) -> dict[int, torch.Tensor]:
     session.decoded.clear()
-    events = generate_images(session, "a red fox", GenerateSettings(temperature=1.0, top_k=50, **settings))
+    events = generate_images(session, "a red fox", GenerateSettings(temperature=1.0, top_k=50, **settings), batch_size)
     seeds = [e.seed for e in events if isinstance(e, ImageReady)]
     return dict(zip(seeds, session.decoded, strict=True))
 

@@ -26,7 +26,6 @@ class GenerateSettings:
     top_k: int | None = None
     top_p: float | None = None
     seed: int = 0
-    batch_size: int = 4  # images per forward (each uses 2 rows with CFG)
 
     def batch_key(self) -> tuple:
         """What must agree for images to share a forward (one CFG scale, one sampler)."""
@@ -40,11 +39,6 @@ def prompt_ids(session: Session, prompt: str) -> list[int]:
     if len(ids) > limit:
         raise InputError(f"prompt is {len(ids)} tokens; at most {limit} fit with the image in the context")
     return ids
-
-
-def generate_images(session: Session, prompt: str, s: GenerateSettings, first_index: int = 0) -> Iterator[Step | ImageReady]:
-    """Make S.n images of PROMPT, S.batch_size per forward."""
-    return generate_jobs(session, [ImageJob(prompt, s, first_index)], s.batch_size)
 
 
 def generate_jobs(session: Session, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:

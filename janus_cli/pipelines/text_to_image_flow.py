@@ -31,7 +31,6 @@ class FlowSettings:
     # per-image: image k has its own noise from seed + k (the same image whatever n is);
     # official: one draw of all N latents from seed, like `torch.manual_seed(seed)` in the demo.
     noise: str = "per-image"
-    batch_size: int = 4  # images per forward (each uses 2 rows with CFG)
 
     def batch_key(self) -> tuple:
         """What must agree for images to share a forward (one step count, one CFG weight)."""
@@ -75,13 +74,6 @@ def image_seed(s: FlowSettings, k: int) -> int:
     """The seed recorded for image K: per-image noise re-makes it alone from seed + k; the
     official noise only as part of the whole run from seed."""
     return s.seed + k if s.noise == "per-image" else s.seed
-
-
-def generate_flow_images(
-    session: Session, vae: VAEDecoder, prompt: str, s: FlowSettings, first_index: int = 0
-) -> Iterator[Step | ImageReady]:
-    """Make S.n images of PROMPT with S.steps Euler steps each, S.batch_size at a time."""
-    return generate_flow_jobs(session, vae, [ImageJob(prompt, s, first_index)], s.batch_size)
 
 
 def generate_flow_jobs(session: Session, vae: VAEDecoder, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:

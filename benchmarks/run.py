@@ -33,7 +33,7 @@ from torch import Tensor
 
 from janus_cli.checkpoints.load import build_model
 from janus_cli.config import JanusConfig
-from janus_cli.models.quantize import quantize_int8
+from janus_cli.pipelines.session import prepare_model
 from janus_cli.prompts import make_uncond_ids
 from janus_cli.sampling.agreement import greedy_agreement
 from janus_cli.sampling.autoregressive import generate_image_tokens
@@ -90,10 +90,12 @@ def random_model(name: str, dtype: torch.dtype):
     return model.eval().requires_grad_(False)
 
 
-def quantized_copy(model):
-    """MODEL with int8 LLM blocks and gen_head, sharing every other tensor with it."""
+def janus_copy(model, quantize: str = "none"):
+    """MODEL prepared the way `janus` runs it (int8 if asked, then oneDNN-blocked linears on the
+    CPU), sharing with MODEL every tensor that preparing does not replace."""
     shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    return quantize_int8(copy.deepcopy(model, memo=shared))
+    dtype = next(model.parameters()).dtype
+    return prepare_model(copy.deepcopy(model, memo=shared), torch.device("cpu"), dtype, quantize)
 
 
 def decode_path_bytes(model) -> int:
@@ -157,13 +159,14 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
                  steps: int, reps: int, bandwidth: float) -> list[dict]:  # fmt: skip
     """Per N and context: janus (and janus int8 for N in INT8_NS) against the peer, interleaved."""
     peer = peer_model(model)
-    quantized = quantized_copy(model) if int8_ns else None
+    janus = janus_copy(model)
+    quantized = janus_copy(model, "int8") if int8_ns else None
     dt = str(dtype).removeprefix("torch.")
     rows = []
     for n in ns:
         for context in contexts:
             ids = prompt_of(context)
-            runs = {"janus": model, **({"int8": quantized} if n in int8_ns else {})}
+            runs = {"janus": janus, **({"int8": quantized} if n in int8_ns else {})}
             times: dict[str, list[float]] = {k: [] for k in [*runs, "peer"]}
             for _ in range(reps):  # interleave, so load changes hit all alike
                 for name, m in runs.items():
@@ -187,7 +190,7 @@ def int8_quality(model, steps: int) -> dict:
     """Greedy image tokens of int8 against the unquantized model on the same weights (teacher
     forced, one image, CFG 5), and the largest guided-logit error over those steps."""
     ids = prompt_of(40)
-    a = greedy_agreement(model, quantized_copy(model), ids, make_uncond_ids(ids, 0), n=1, cfg=5.0, steps=steps)
+    a = greedy_agreement(model, janus_copy(model, "int8"), ids, make_uncond_ids(ids, 0), n=1, cfg=5.0, steps=steps)
     dt = str(next(model.parameters()).dtype).removeprefix("torch.")
     row = {"case": f"int8 quality vs {dt}, {steps} greedy steps", "token_agreement": a.tokens,
            "max_logit_error": a.max_logit_error, "logit_scale": a.logit_scale}  # fmt: skip
@@ -196,13 +199,13 @@ def int8_quality(model, steps: int) -> dict:
     return row
 
 
-def flow_step_case(dtype: torch.dtype, reps: int) -> dict:
+def flow_step_case(model, prompt_length: int, reps: int) -> dict:
     """One JanusFlow velocity evaluation (B = 1 image, CFG rows) on the real shape: the prompt
-    prefix cached once vs the official full recompute every step. The LLM work shrinks by
-    (L' + 577) / 577 and the encoder runs on N rows instead of 2N, so with the usual short
-    prompts (L' ~ 36) expect a few percent; the gain grows with the prompt."""
-    model = random_model("JanusFlow-1.3B", dtype)
-    ids = [100000] + list(range(1000, 1035)) + [100003]  # 37 tokens like the golden prompt
+    prefix cached once vs the official full recompute every step. The step is compute-bound,
+    so the LLM work and the time shrink by (L' + 577) / 577 for a prompt of L' + 1 tokens: a few
+    percent for the usual short prompts (L' ~ 36), more for long ones."""
+    dtype = next(model.parameters()).dtype
+    ids = [100000] + list(range(1000, 1000 + prompt_length - 2)) + [100003]
     uncond = [ids[0]] + [100015] * (len(ids) - 1)
     z = torch.randn(1, 4, 48, 48, generator=torch.Generator().manual_seed(0)).to(dtype)
     t = time_grid(30, dtype)[0][:1]
@@ -216,10 +219,11 @@ def flow_step_case(dtype: torch.dtype, reps: int) -> dict:
         recompute_velocity(model, ids, uncond, z, t)
         full.append(time.perf_counter() - start)
     a, b = statistics.median(cached), statistics.median(full)
-    row = {"case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 ctx {len(ids) + 576}",
-           "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a}  # fmt: skip
+    bound = (len(ids) - 1 + 577) / 577
+    row = {"case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 prompt {len(ids)}",
+           "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a, "predicted": bound}  # fmt: skip
     print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f} "
-          f"(prompt-length bound x{613 / 577:.2f})", flush=True)  # fmt: skip
+          f"(the prompt length predicts x{bound:.2f})", flush=True)  # fmt: skip
     return row
 
 
@@ -228,7 +232,10 @@ def rss_child(who: str, steps: int) -> None:
     tokens, VQ-decode all 576 (the codes tiled when STEPS is shorter); print the peak RSS."""
     model = random_model("Janus-Pro-1B", torch.bfloat16)
     ids = prompt_of(40)
-    codes = janus_codes(model, ids, 4, steps) if who == "janus" else peer_codes(model, peer_model(model), ids, 4, steps)
+    if who == "janus":
+        codes = janus_codes(prepare_model(model, torch.device("cpu"), torch.bfloat16), ids, 4, steps)
+    else:
+        codes = peer_codes(model, peer_model(model), ids, 4, steps)
     grid = torch.stack(list(codes), dim=1)  # (4, steps)
     model.decode_codes(grid.repeat(1, -(-IMAGE_TOKENS // steps))[:, :IMAGE_TOKENS])  # (4, 3, 384, 384)
     # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak into a child across exec.
@@ -266,7 +273,7 @@ def summary(rows: list[dict]) -> str:
 
     n1, n4 = pick(dtype="bfloat16", int8=False, n=1, context=40), pick(dtype="bfloat16", int8=False, n=4, context=40)
     q4 = pick(dtype="bfloat16", int8=True, n=4, context=40)
-    flow = next(r for r in rows if r["case"].startswith("JanusFlow"))
+    flow = [r for r in rows if r["case"].startswith("JanusFlow")][-1]  # the long prompt
     rss = next(r for r in rows if "janus_gb" in r)
     return (f"SUMMARY decode_speedup_n1={n1['speedup']:.2f} decode_speedup_n4={n4['speedup']:.2f} "
             f"int8_speedup_n4={q4['peer_ms'] / q4['janus_ms']:.2f} bandwidth_fraction={n1['roofline_fraction']:.2f} "
@@ -301,16 +308,18 @@ def main() -> None:
     rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, floor_bw)
     rows.append(int8_quality(model, 32 if args.quick else 64))
     del model
-    # fp32 Janus-Pro-1B is 8 GB (the peer shares it); leave headroom for whoever shares the machine.
-    if args.quick:
-        print("skipped fp32 decode (--quick)", flush=True)
-    elif available_bytes() > 12 * GiB:
+    # fp32 Janus-Pro-1B is 8 GB for the peer plus 7 GB of janus's re-laid-out linears; leave
+    # headroom for whoever shares the machine.
+    if available_bytes() > 18 * GiB:
         model = random_model("Janus-Pro-1B", torch.float32)
-        rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, reps, floor_bw)
+        rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, 1 if args.quick else reps, floor_bw)
         del model
     else:
-        print("skipped fp32 decode: under 12 GiB of memory available", flush=True)
-    rows.append(flow_step_case(torch.bfloat16, 1 if args.quick else 3))
+        print("skipped fp32 decode: under 18 GiB of memory available", flush=True)
+    flow = prepare_model(random_model("JanusFlow-1.3B", torch.bfloat16), torch.device("cpu"), torch.bfloat16)  # both loops run it
+    for length in [200] if args.quick else [37, 200]:  # the golden prompt's 37 tokens, and a long prompt
+        rows.append(flow_step_case(flow, length, 1 if args.quick else 3))
+    del flow
     rows.append(peak_rss_case(16 if args.quick else IMAGE_TOKENS))
     n1 = next(r for r in rows if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"])
     n16 = next(r for r in rows if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"])

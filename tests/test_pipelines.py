@@ -8,6 +8,7 @@ from janus_cli.errors import InputError
 from janus_cli.pipelines.events import ImageReady
 from janus_cli.pipelines.session import open_session
 from janus_cli.pipelines.batching import ImageJob
+from janus_cli.pipelines import text_to_image
 from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs
 
 
@@ -75,13 +76,10 @@ def test_mixed_prompts_in_one_batch_equal_one_by_one(session):
             assert torch.equal(batched[job.first + k], session.decoded[0]), (job.prompt, k)
 
 
-def test_images_with_other_sampling_settings_do_not_share_a_batch(session):
-    calls = []
-    decode = session.model.decode_codes
-    session.model.decode_codes = lambda codes: calls.append(len(codes)) or decode(codes)
-    try:
-        jobs = [ImageJob("a", GenerateSettings(n=2, cfg=5.0)), ImageJob("b", GenerateSettings(n=2, cfg=3.0), first=2)]
-        list(generate_jobs(session, jobs, batch_size=4))
-    finally:
-        session.model.decode_codes = decode
+def test_images_with_other_sampling_settings_do_not_share_a_batch(session, monkeypatch):
+    calls = []  # images per token loop
+    loop = text_to_image.generate_image_tokens
+    monkeypatch.setattr(text_to_image, "generate_image_tokens", lambda model, p, u, image_prompt, *a: calls.append(len(image_prompt)) or loop(model, p, u, image_prompt, *a))
+    jobs = [ImageJob("a", GenerateSettings(n=2, cfg=5.0)), ImageJob("b", GenerateSettings(n=2, cfg=3.0), first=2)]
+    list(generate_jobs(session, jobs, batch_size=4))
     assert calls == [2, 2]

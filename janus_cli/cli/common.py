@@ -43,7 +43,8 @@ KeepGoing = Annotated[bool, typer.Option("--keep-going", "-k", rich_help_panel=R
 Sidecar = Annotated[bool, typer.Option("--sidecar", rich_help_panel=OUTPUT, help="Also write NAME.json beside each NAME.png with its full recipe.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Replace existing files.")]
 Output = Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Folder, or name template with {i} {seed} {slug} {model} {date}.")]
-BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME, help="Images per forward pass (memory bound).")]
+BatchSize = Annotated[str, typer.Option("--batch-size", "-b", rich_help_panel=RUNTIME,
+    help="Images per forward pass: a number, or auto (what half the free memory holds for their KV cache; at most 16 on CPU, 64 on CUDA; 4 on Ray).")]  # fmt: skip
 PromptsFile = Annotated[str | None, typer.Option("--prompts-file", "-f", show_default=False,
     help='Prompts, one per line; a line may be a JSON object {"prompt": ..., "n": ..., "seed": ..., "cfg": ...} overriding options for it. Or a .parquet table with those columns.')]  # fmt: skip
 
@@ -136,6 +137,15 @@ def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: b
         name = str(dt).removeprefix("torch.") + (f", {quantize}" if quantize != "none" else "")
         err.print(f"loaded {ref} ({name}, {dev.type}) in {time.perf_counter() - t0:.1f}s", markup=False)
     return session
+
+
+def batch_size(value: str) -> int | None:
+    """--batch-size: a positive number, or None for auto."""
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise fail(f"--batch-size {value}: give a positive number or auto")
+    return int(value)
 
 
 def peak_memory() -> str:

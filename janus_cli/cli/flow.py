@@ -29,7 +29,7 @@ def flow_generate(
     noise: Annotated[Noise, typer.Option("--noise", rich_help_panel=SAMPLING,
         help="per-image: image k uses seed+k (same image whatever -n); official: one draw for all images, as the official demo.")] = Noise.per_image,  # fmt: skip
     vae: Annotated[str, typer.Option("--vae", envvar="JANUS_VAE", rich_help_panel=RUNTIME, help="SDXL VAE: a folder, a hub repo id or an alias.")] = "sdxl-vae",
-    batch_size: common.BatchSize = 4,
+    batch_size: common.BatchSize = "auto",
     shard: common.Shard = None,
     output: common.Output = ".",
     overwrite: common.Overwrite = False,
@@ -65,6 +65,7 @@ def flow_generate(
       janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
     with common.handle_errors():
+        requested_batch = common.batch_size(batch_size)
         per_image = noise is Noise.per_image
         if not per_image and (shard or resume):
             raise common.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
@@ -92,10 +93,12 @@ def flow_generate(
                 "generator": f"janus-cli {images.version()}"}  # fmt: skip
         flow_jobs = [ImageJob(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, **j.options), j.first) for j in plan.work]
 
-        def local():
-            return generate_flow_jobs(run.session, open_vae(vae, run.session, quiet), flow_jobs, batch_size)
+        size = image_run.batch_size(requested_batch, run, flow_jobs, lambda p: len(flow_prompt_ids(run.session, p)[0]), quiet)
 
-        image_run.write_images(plan, run.events(flow_jobs, batch_size, local), seed_of, base, out, log)
+        def local():
+            return generate_flow_jobs(run.session, open_vae(vae, run.session, quiet), flow_jobs, size)
+
+        image_run.write_images(plan, run.events(flow_jobs, size, local), seed_of, base, out, log)
 
 
 def open_vae(ref: str, session, quiet: bool):

@@ -26,7 +26,7 @@ def generate(
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, rich_help_panel=SAMPLING)] = None,
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image k uses seed+k (random if unset; printed).")] = None,
-    batch_size: common.BatchSize = 4,
+    batch_size: common.BatchSize = "auto",
     shard: common.Shard = None,
     output: common.Output = ".",
     overwrite: common.Overwrite = False,
@@ -71,6 +71,7 @@ def generate(
         v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision, quantize=quantize)
         if from_image is not None:
             v = images.apply_recipe(ctx, images.read_recipe(from_image), v, RECIPE)
+        requested_batch = common.batch_size(batch_size)
         if v["top_p"] is not None and v["top_p"] <= 0:
             raise common.fail("--top-p must be in (0, 1]")
         ray = engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
@@ -95,5 +96,6 @@ def generate(
         image_run.check_prompts(plan, lambda p: prompt_ids(run.session, p), keep_going)
         base = {"model": v["model"], "revision": v["revision"], "dtype": run.dtype, "quantize": v["quantize"], "generator": f"janus-cli {images.version()}"}
         image_jobs = [ImageJob(j.prompt, GenerateSettings(n=j.n, seed=j.seed, **j.options), j.first) for j in plan.work]
-        events = run.events(image_jobs, batch_size, lambda: generate_jobs(run.session, image_jobs, batch_size))
+        size = image_run.batch_size(requested_batch, run, image_jobs, lambda p: len(prompt_ids(run.session, p)), quiet)
+        events = run.events(image_jobs, size, lambda: generate_jobs(run.session, image_jobs, size))
         image_run.write_images(plan, events, seed_of, base, out, log)

@@ -81,6 +81,27 @@ def check_prompts(p: Plan, check: Callable[[str], object], keep_going: bool) -> 
     p.work = [j for j in p.work if j.prompt not in bad]
 
 
+def batch_size(requested: int | None, run, jobs: list, prompt_length: Callable[[str], int], quiet: bool) -> int:
+    """REQUESTED, or for auto what the KV cache of the longest prompt's images lets fit in the
+    free memory (pipelines/memory.py); 4 on Ray, whose workers' memory is not known here."""
+    if requested is not None:
+        return requested
+    if run.ray is not None:
+        return 4
+    from janus_cli.pipelines.memory import auto_batch_size, free_bytes, kv_bytes_per_image
+
+    s = run.session
+    positions = max(prompt_length(job.prompt) for job in jobs) + s.config.image_tokens + 1
+    guided = any(job.settings.cfg != 1 for job in jobs)
+    per_image = kv_bytes_per_image(s.config.llm, positions, s.dtype, guided)
+    free = free_bytes(s.device)
+    size = auto_batch_size(per_image, free, s.device, sum(job.settings.n for job in jobs))
+    if not quiet:
+        room = "free memory unknown" if free is None else f"{free / 2**30:.1f} GiB free"
+        common.err.print(f"batch size {size} (auto: {per_image / 2**20:.0f} MiB of KV cache per image, {room})", markup=False)
+    return size
+
+
 def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], base: dict, out: Output, log: Manifest | None) -> None:
     """Render EVENTS (Step, ImageReady, ImageFailed of P.work's images, in any order) and
     P.failed. Every image gets a record (BASE + its job's options + prompt, seed, index, and

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from janus_cli.models.layout import swap_linears
+
 # PyTorch's int8 weight-only kernel reads the weight once per block of a few rows, so it beats
 # dequantize-then-matmul only for decode-sized inputs: on an AVX512-BF16 CPU (2.13) it is 2.3x
 # faster than a bf16 matmul at 1 row, even at 8 and behind from about 16 (Janus-Pro-1B shapes).
@@ -71,8 +73,5 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     if hasattr(model, "gen_head"):
         roots.append(model.gen_head)
     for root in roots:
-        for parent in list(root.modules()):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, Int8Linear.from_linear(child))
+        swap_linears(root, Int8Linear.from_linear)
     return model

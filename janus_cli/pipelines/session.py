@@ -12,6 +12,7 @@ from janus_cli.checkpoints.load import load_model
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
+from janus_cli.models.layout import can_pack, pack_linears
 from janus_cli.runtime import choose_quantize
 from janus_cli.tokenizer import Tokenizer
 
@@ -40,15 +41,23 @@ class Session:
 
 
 def open_session(name: str, folder: Path, device: torch.device, dtype: torch.dtype, quantize: str = "none") -> Session:
-    """Load checkpoint FOLDER; QUANTIZE int8 swaps the LLM and image-head linears after loading."""
+    """Load checkpoint FOLDER and prepare it to run (see prepare_model)."""
     choose_quantize(quantize)
     cfg = JanusConfig.from_file(folder / "config.json")
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    model = load_model(folder, dtype=dtype, device=device)
+    model = prepare_model(load_model(folder, dtype=dtype, device=device), device, dtype, quantize)
+    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize)
+
+
+def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype, quantize: str = "none") -> nn.Module:
+    """In place, after loading: QUANTIZE int8 swaps the LLM and image-head linears, then on the
+    CPU the remaining linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
     if quantize == "int8":
         from janus_cli.models.quantize import quantize_int8
 
         quantize_int8(model)
-    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize)
+    if can_pack(device, dtype):
+        pack_linears(model)
+    return model

@@ -70,6 +70,8 @@ def generate_batch(session: Session, batch: list[Image]) -> Iterator[Step | Imag
         columns.append(codes)
         yield Step(len(columns) * len(batch), steps * len(batch))
     model.language_model.free_cache()  # the decoder's activations need the room
-    pixels = to_uint8(model.decode_codes(torch.stack(columns, dim=1)))  # (B, 384, 384, 3)
-    for (job, k), image in zip(batch, pixels):
+    # One image at a time: the decoder's activations do not grow with the batch, and an image's
+    # pixels depend on its tokens only, not on what it was batched with.
+    for (job, k), codes in zip(batch, torch.stack(columns, dim=1).split(1)):  # (1, 576) each
+        image = to_uint8(model.decode_codes(codes))[0]  # (384, 384, 3)
         yield ImageReady(job.first + k, job.settings.seed + k, job.prompt, image)

@@ -108,7 +108,7 @@ def generate_flow_batch(session: Session, vae: VAEDecoder, batch: list[Image]) -
         z = latent
         yield Step((step + 1) * len(batch), steps * len(batch))
     session.model.language_model.free_cache()
-    with torch.inference_mode():
-        pixels = to_uint8(vae.decode(z))  # (B, 384, 384, 3)
-    for (job, k), image in zip(batch, pixels):
+    for (job, k), latent in zip(batch, z.split(1)):  # one image at a time, as text_to_image decodes
+        with torch.inference_mode():
+            image = to_uint8(vae.decode(latent))[0]  # (384, 384, 3)
         yield ImageReady(job.first + k, image_seed(job.settings, k), job.prompt, image)

@@ -229,7 +229,9 @@ def flow_step_case(model, prompt_length: int, reps: int) -> dict:
 
 def rss_child(who: str, steps: int) -> None:
     """A `generate -n 4` of one prompt in this fresh process (bf16): build, decode STEPS image
-    tokens, VQ-decode all 576 (the codes tiled when STEPS is shorter); print the peak RSS."""
+    tokens, VQ-decode all 576 (the codes tiled when STEPS is shorter) as each one does it:
+    janus frees the KV cache and decodes image by image (text_to_image.py), the official script
+    decodes the whole batch at once; print the peak RSS."""
     model = random_model("Janus-Pro-1B", torch.bfloat16)
     ids = prompt_of(40)
     if who == "janus":
@@ -237,7 +239,13 @@ def rss_child(who: str, steps: int) -> None:
     else:
         codes = peer_codes(model, peer_model(model), ids, 4, steps)
     grid = torch.stack(list(codes), dim=1)  # (4, steps)
-    model.decode_codes(grid.repeat(1, -(-IMAGE_TOKENS // steps))[:, :IMAGE_TOKENS])  # (4, 3, 384, 384)
+    grid = grid.repeat(1, -(-IMAGE_TOKENS // steps))[:, :IMAGE_TOKENS]  # (4, 576)
+    if who == "janus":
+        model.language_model.free_cache()
+        for row in grid.split(1):
+            model.decode_codes(row)  # (1, 3, 384, 384)
+    else:
+        model.decode_codes(grid)  # (4, 3, 384, 384)
     # VmHWM, not getrusage's ru_maxrss: Linux carries the parent's peak into a child across exec.
     status = Path("/proc/self/status").read_text()
     print(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024)

@@ -34,6 +34,18 @@ def checkpoint_dir(name: str) -> Path:
     return out
 
 
+def runtime_model(name: str, dtype=None):
+    """Fixture checkpoint NAME loaded and prepared as the command line runs it on this CPU
+    (oneDNN-blocked linears where PyTorch has oneDNN), in float32 unless DTYPE says otherwise."""
+    import torch
+
+    from janus_cli.checkpoints.load import load_model
+    from janus_cli.pipelines.session import prepare_model
+
+    dtype = dtype or torch.float32
+    return prepare_model(load_model(checkpoint_dir(name), dtype), torch.device("cpu"), dtype)
+
+
 def golden_json(name: str) -> dict:
     return json.loads((FIXTURES / "goldens" / f"{name}.json").read_text())
 

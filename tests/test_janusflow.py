@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import FIXTURES, assert_close, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import FIXTURES, assert_close, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path, runtime_model
 
-from janus_cli.checkpoints.load import UNUSED_PREFIXES, build_model, load_model
+from janus_cli.checkpoints.load import UNUSED_PREFIXES, build_model
 from janus_cli.checkpoints.vae import load_vae
 from janus_cli.config import JanusConfig
 from janus_cli.errors import InputError
@@ -33,7 +33,7 @@ def folder():
 
 @pytest.fixture(scope="module")
 def model(folder):
-    return load_model(folder, dtype=torch.float32)
+    return runtime_model(NAME)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ Covers the three published layouts: single `.bin` (pro-1b), sharded `.bin` (pro-
 
 import pytest
 import torch
-from conftest import assert_close, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import assert_close, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path, runtime_model
 
-from janus_cli.checkpoints.load import load_model
 from janus_cli.imageio import load_image, preprocess, to_uint8
 from janus_cli.prompts import generation_ids, make_uncond_ids, understanding_ids
 from janus_cli.sampling.autoregressive import generate_image_tokens
@@ -23,13 +22,13 @@ IMAGES = {"square": "square0.png", "landscape": "landscape0.jpg", "portrait": "p
 @pytest.fixture(scope="module", params=CHECKPOINTS)
 def case(request):
     folder = checkpoint_dir(request.param)
-    model = load_model(folder, torch.float32)
+    model = runtime_model(request.param)
     return model, Tokenizer(folder), golden_json(request.param), golden_tensors(request.param)
 
 
 @pytest.fixture(scope="module")
 def pro1b():
-    return load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.float32)
+    return runtime_model("janus-pro-1b-tiny")
 
 
 @pytest.mark.parametrize("name", IMAGES)

@@ -48,3 +48,10 @@ def test_auto_batch_size_is_reported_and_bad_values_are_one_line_errors(tmp_path
     assert "batch size 3 (auto: " in r.stderr and len(r.stdout.splitlines()) == 3
     assert_one_line_error(run("generate", "a cat", "-b", "0"), "--batch-size 0: give a positive number or auto")
     assert_one_line_error(run("flow-generate", "a cat", "--batch-size", "many"), "--batch-size many")
+
+
+def test_a_run_whose_prompts_were_all_set_aside_needs_no_memory_reading():
+    from janus_cli.cli.image_run import batch_size
+
+    assert batch_size(None, None, [], len, quiet=True) == 1  # --keep-going refused every prompt
+    assert batch_size(3, None, [], len, quiet=True) == 3

@@ -86,6 +86,8 @@ def batch_size(requested: int | None, run, jobs: list, prompt_length: Callable[[
     free memory (pipelines/memory.py); 4 on Ray, whose workers' memory is not known here."""
     if requested is not None:
         return requested
+    if not jobs:  # --keep-going set every prompt aside
+        return 1
     if run.ray is not None:
         return 4
     from janus_cli.pipelines.memory import auto_batch_size, free_bytes, kv_bytes_per_image

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from janus_cli.models.layout import swap_linears
 
-# PyTorch's int8 weight-only kernel reads the weight once per block of a few rows, so it beats
-# dequantize-then-matmul only for decode-sized inputs: on an AVX512-BF16 CPU (2.13) it is 2.3x
-# faster than a bf16 matmul at 1 row, even at 8 and behind from about 16 (Janus-Pro-1B shapes).
+# PyTorch's int8 weight-only kernel dequantizes per row, so it beats dequantize-then-matmul only
+# for decode-sized inputs. On an AVX512-BF16 CPU (2.13) it beats the oneDNN bf16 path at 1-2 rows
+# (a Janus-Pro-1B step with CFG: 121 against 169 ms) and trails it from about 4 images (8 rows).
 PACKED_MAX_ROWS = 16
 # Devices whose kernel this project has run. Its CPU path garbles or crashes when K is not a
 # multiple of 16, and its fp32 CPU path is 3x slower than an fp32 matmul, so fp32 dequantizes.

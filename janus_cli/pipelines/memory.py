@@ -3,7 +3,7 @@
 An image's forward state is its rows' keys and values: 2 (k, v) x layers x kv heads x head dim
 x bytes x positions, per row, with two rows per image under CFG. Janus-Pro-1B in bf16 holds
 192 KiB per position and row, so a 40-token prompt plus 576 image tokens is 231 MiB per CFG image;
-Janus-Pro-7B holds 480 KiB, 580 MiB per image. The image decoders run one image at a time
+Janus-Pro-7B holds 480 KiB, 578 MiB per image. The image decoders run one image at a time
 after the cache is freed, so they add nothing per image.
 """
 

@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `janus` runs (janus_cli/cli/__init__.py), for both sides
+
 import torch
 from torch import Tensor
 
@@ -39,6 +41,7 @@ from janus_cli.sampling.agreement import greedy_agreement
 from janus_cli.sampling.autoregressive import generate_image_tokens
 from janus_cli.sampling.flow import prefill_prompt, recompute_velocity, time_grid, velocity
 from janus_cli.sampling.logits import apply_cfg, make_sampler
+from janus_cli.sampling.text import generate_text
 
 ROOT = Path(__file__).parents[1]
 IMAGE_TOKENS = 576
@@ -90,12 +93,12 @@ def random_model(name: str, dtype: torch.dtype):
     return model.eval().requires_grad_(False)
 
 
-def janus_copy(model, quantize: str = "none"):
+def janus_copy(model, quantize: str = "none", compile: bool = False):
     """MODEL prepared the way `janus` runs it (int8 if asked, then oneDNN-blocked linears on the
-    CPU), sharing with MODEL every tensor that preparing does not replace."""
+    CPU unless COMPILE), sharing with MODEL every tensor that preparing does not replace."""
     shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     dtype = next(model.parameters()).dtype
-    return prepare_model(copy.deepcopy(model, memo=shared), torch.device("cpu"), dtype, quantize)
+    return prepare_model(copy.deepcopy(model, memo=shared), torch.device("cpu"), dtype, quantize, compile)
 
 
 def decode_path_bytes(model) -> int:
@@ -108,9 +111,9 @@ def prompt_of(length: int) -> list[int]:
     return [100000] + list(range(1000, 1000 + length - 2)) + [100003]
 
 
-def janus_codes(model, ids: list[int], n: int, steps: int) -> Iterator[Tensor]:
+def janus_codes(model, ids: list[int], n: int, steps: int, compile: bool = False) -> Iterator[Tensor]:
     sampler = make_sampler(1.0, generators=[torch.Generator().manual_seed(k) for k in range(n)])
-    return generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps)
+    return generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps, compile)
 
 
 def peer_model(model):
@@ -147,43 +150,160 @@ def peer_codes(model, peer, ids: list[int], n: int, steps: int) -> Iterator[Tens
 
 
 def step_times(codes: Iterator[Tensor]) -> list[float]:
-    out, t = [], time.perf_counter()
-    for _ in codes:
+    return step_times_from(codes, time.perf_counter())[1:]  # step 0 includes the prefill
+
+
+def step_times_from(items: Iterator[Tensor], t: float) -> list[float]:
+    """Seconds from T to the first item, then between items."""
+    out = []
+    for _ in items:
         now = time.perf_counter()
         out.append(now - t)
         t = now
-    return out[1:]  # step 0 includes the prefill
+    return out
 
 
 def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], contexts: list[int],
-                 steps: int, reps: int, bandwidth: float) -> list[dict]:  # fmt: skip
-    """Per N and context: janus (and janus int8 for N in INT8_NS) against the peer, interleaved."""
+                 steps: int, reps: int, bandwidth: float, compile: bool = False) -> list[dict]:  # fmt: skip
+    """Per N and context: janus (and janus int8 for N in INT8_NS, and janus --compile if COMPILE)
+    against the peer, interleaved."""
     peer = peer_model(model)
     janus = janus_copy(model)
     quantized = janus_copy(model, "int8") if int8_ns else None
+    compiled = janus_copy(model, compile=True) if compile else None
     dt = str(dtype).removeprefix("torch.")
     rows = []
     for n in ns:
         for context in contexts:
             ids = prompt_of(context)
-            runs = {"janus": janus, **({"int8": quantized} if n in int8_ns else {})}
+            runs = {"janus": janus, **({"int8": quantized} if n in int8_ns else {}), **({"compiled": compiled} if compile else {})}
+            if compile:  # compiling (minutes, once per shape) is not a step
+                list(janus_codes(compiled, ids, n, 3, compile=True))
             times: dict[str, list[float]] = {k: [] for k in [*runs, "peer"]}
             for _ in range(reps):  # interleave, so load changes hit all alike
                 for name, m in runs.items():
-                    times[name] += step_times(janus_codes(m, ids, n, steps))
+                    times[name] += step_times(janus_codes(m, ids, n, steps, compile=name == "compiled"))
                 times["peer"] += step_times(peer_codes(model, peer, ids, n, steps))
             b = statistics.median(times["peer"])
             for name, m in runs.items():
                 a = statistics.median(times[name])
                 floor = decode_path_bytes(m) / (bandwidth * 1e9)
-                label = f"{dt} int8" if name == "int8" else dt
+                label = {"int8": f"{dt} int8", "compiled": f"{dt} --compile"}.get(name, dt)
                 row = {"case": f"decode step Janus-Pro-1B {label} N={n} ctx {context}", "dtype": dt, "int8": name == "int8",
+                       "compiled": name == "compiled",
                        "n": n, "context": context, "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a,
                        "floor_ms": floor * 1e3, "roofline_fraction": floor / a, "images_per_s": n / (IMAGE_TOKENS * a)}  # fmt: skip
                 rows.append(row)
                 print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}  "
                       f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
     return rows
+
+
+@torch.inference_mode()
+def peer_text(peer, embeds: Tensor, tokens: int) -> Iterator[Tensor]:
+    """transformers' greedy `generate` loop over inputs_embeds (the official describe path):
+    DynamicCache, logits of the last position only."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for _ in range(tokens):
+        out = peer(inputs_embeds=embeds, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        ids = out.logits[:, -1].argmax(-1)  # (1,)
+        yield ids
+        embeds = peer.model.embed_tokens(ids[:, None])  # (1, 1, C)
+
+
+def understanding_case(model, prompt_length: int, tokens: int, reps: int) -> dict:
+    """describe's LLM part: prefill PROMPT_LENGTH embeddings (one image's 576 features and a
+    question), then TOKENS greedy text tokens, each reading every block and the 0.4 GB lm_head.
+    SigLIP is the same code on both sides and is not timed."""
+    janus, peer = janus_copy(model), peer_model(model)
+    embeds = torch.randn(1, prompt_length, model.cfg.llm.hidden_size, generator=torch.Generator().manual_seed(0))
+    embeds = (embeds * 0.02).to(next(model.parameters()).dtype)
+    greedy = lambda logits: logits.argmax(-1)  # noqa: E731
+    prefill, token = {"janus": [], "peer": []}, {"janus": [], "peer": []}
+    for _ in range(reps):  # interleaved
+        for who, ids in (("janus", generate_text(janus.language_model, embeds, tokens, greedy, eos=-1)),
+                         ("peer", peer_text(peer, embeds, tokens))):  # fmt: skip
+            start = time.perf_counter()
+            times = step_times_from(ids, start)
+            prefill[who].append(times[0])
+            token[who] += times[1:]
+    a, b = statistics.median(prefill["janus"]), statistics.median(prefill["peer"])
+    ta, tb = statistics.median(token["janus"]), statistics.median(token["peer"])
+    dt = str(embeds.dtype).removeprefix("torch.")
+    rows = [{"case": f"describe prefill Janus-Pro-1B {dt} {prompt_length} tokens", "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a},
+            {"case": f"describe text token Janus-Pro-1B {dt}", "janus_ms": ta * 1e3, "peer_ms": tb * 1e3, "speedup": tb / ta,
+             "janus_tokens_per_s": 1 / ta, "peer_tokens_per_s": 1 / tb}]  # fmt: skip
+    for r in rows:
+        print(f"{r['case']:<46} janus {r['janus_ms']:7.1f} ms  peer {r['peer_ms']:7.1f} ms  speed-up x{r['speedup']:.2f}", flush=True)
+    print(f"text tokens/s: janus {1 / ta:.1f}, peer {1 / tb:.1f}", flush=True)
+    return rows
+
+
+def timed_pair(ours, theirs, reps: int) -> tuple[float, float]:
+    """Medians of REPS interleaved calls of two functions, after one warm-up each."""
+    ours(), theirs()
+    a, b = [], []
+    for _ in range(reps):
+        for f, out in ((ours, a), (theirs, b)):
+            start = time.perf_counter()
+            f()
+            out.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
+def decoder_row(case: str, a: float, b: float) -> dict:
+    row = {"case": case, "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a}
+    print(f"{case:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}", flush=True)
+    return row
+
+
+@torch.inference_mode()
+def vq_decode_case(model, reps: int) -> dict:
+    """One image's 576 codes through VQ-16: ours against transformers' `JanusVQVAE` (the
+    deepseek-community port) on the same weights, renamed by janus convert's own table."""
+    from transformers import JanusVQVAE, JanusVQVAEConfig
+
+    from janus_cli.checkpoints.transformers_layout import map_key
+
+    with torch.device("meta"):
+        peer = JanusVQVAE(JanusVQVAEConfig(num_patches=24))
+    ours = dict(model.named_parameters())
+    mapped = {k: ours[map_key("model.vqmodel." + k)[0]] for k in peer.state_dict() if not k.startswith(("encoder.", "quant_conv."))}
+    peer.load_state_dict(mapped, strict=False, assign=True)  # the encoder side stays on meta: decoding never runs it
+    codes = torch.randint(0, 16384, (1, IMAGE_TOKENS), generator=torch.Generator().manual_seed(0))
+    diff = (model.decode_codes(codes).float() - peer.decode(codes).float()).abs().max().item()
+    a, b = timed_pair(lambda: model.decode_codes(codes), lambda: peer.decode(codes), reps)
+    row = decoder_row(f"VQ decode 1 image {str(model.gen_embed.weight.dtype).removeprefix('torch.')}", a, b)
+    return {**row, "max_abs_diff": diff}
+
+
+@torch.inference_mode()
+def vae_decode_case(dtype: torch.dtype, reps: int) -> dict | None:
+    """One 48x48 latent through the SDXL-VAE decoder: ours against diffusers' AutoencoderKL on
+    the same weights (identical names); skipped without diffusers."""
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError:
+        print("skipped VAE decode: no diffusers (pip install -e '.[bench]')", flush=True)
+        return None
+    from janus_cli.checkpoints.vae import vae_config
+    from janus_cli.models.vae import VAEDecoder
+
+    config = json.loads((ROOT / "weights" / "published" / "sdxl-vae" / "config.json").read_text())
+    ours = VAEDecoder(vae_config(config)).to(dtype).eval()
+    gen = torch.Generator().manual_seed(0)
+    for p in ours.parameters():
+        p.normal_(0, 0.02, generator=gen)
+    with torch.device("meta"):
+        peer = AutoencoderKL(**{k: v for k, v in config.items() if not k.startswith("_")})
+    peer.load_state_dict(dict(ours.state_dict()), strict=False, assign=True)
+    z = torch.randn(1, 4, 48, 48, generator=gen).to(dtype)
+    scale = config["scaling_factor"]
+    diff = (ours.decode(z).float() - peer.decode(z / scale).sample.float()).abs().max().item()
+    a, b = timed_pair(lambda: ours.decode(z), lambda: peer.decode(z / scale).sample, reps)
+    return {**decoder_row(f"SDXL-VAE decode 1 image {str(dtype).removeprefix('torch.')}", a, b), "max_abs_diff": diff}
 
 
 def int8_quality(model, steps: int) -> dict:
@@ -279,7 +399,8 @@ def summary(rows: list[dict]) -> str:
     def pick(**want) -> dict:
         return next(r for r in rows if all(r.get(k) == v for k, v in want.items()))
 
-    n1, n4 = pick(dtype="bfloat16", int8=False, n=1, context=40), pick(dtype="bfloat16", int8=False, n=4, context=40)
+    eager = dict(dtype="bfloat16", int8=False, compiled=False, context=40)
+    n1, n4 = pick(**eager, n=1), pick(**eager, n=4)
     q4 = pick(dtype="bfloat16", int8=True, n=4, context=40)
     flow = [r for r in rows if r["case"].startswith("JanusFlow")][-1]  # the long prompt
     rss = next(r for r in rows if "janus_gb" in r)
@@ -291,6 +412,7 @@ def summary(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps, repeats and cases (under 10 minutes on 2 cores)")
+    ap.add_argument("--compile", action="store_true", help="also time janus --compile's step (bf16; compiling takes minutes per N)")
     ap.add_argument("--threads", type=int, default=None, help="default: the cores the load average leaves idle")
     ap.add_argument("--rss-child", choices=["janus", "peer"], help=argparse.SUPPRESS)
     ap.add_argument("--rss-steps", type=int, default=IMAGE_TOKENS, help=argparse.SUPPRESS)
@@ -313,9 +435,12 @@ def main() -> None:
     print(f"read bandwidth: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s (floors use {floor_bw:.1f})", flush=True)
     rows = result["cases"]
     model = random_model("Janus-Pro-1B", torch.bfloat16)
-    rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, floor_bw)
+    rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, floor_bw, args.compile)
     rows.append(int8_quality(model, 32 if args.quick else 64))
+    rows += understanding_case(model, 600, 8 if args.quick else 24, 1 if args.quick else 3)
+    rows.append(vq_decode_case(model, 2 if args.quick else 5))
     del model
+    rows += [r for r in [vae_decode_case(torch.bfloat16, 2 if args.quick else 5)] if r]
     # fp32 Janus-Pro-1B is 8 GB for the peer plus 7 GB of janus's re-laid-out linears; leave
     # headroom for whoever shares the machine.
     if available_bytes() > 18 * GiB:
@@ -323,14 +448,14 @@ def main() -> None:
         rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, 1 if args.quick else reps, floor_bw)
         del model
     else:
-        print("skipped fp32 decode: under 18 GiB of memory available", flush=True)
+        print(f"skipped fp32 decode: {available_bytes() / GiB:.1f} GiB of memory available, under 18", flush=True)
     flow = prepare_model(random_model("JanusFlow-1.3B", torch.bfloat16), torch.device("cpu"), torch.bfloat16)  # both loops run it
     for length in [200] if args.quick else [37, 200]:  # the golden prompt's 37 tokens, and a long prompt
         rows.append(flow_step_case(flow, length, 1 if args.quick else 3))
     del flow
     rows.append(peak_rss_case(16 if args.quick else IMAGE_TOKENS))
-    n1 = next(r for r in rows if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"])
-    n16 = next(r for r in rows if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"])
+    n1 = next(r for r in rows if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"])
+    n16 = next(r for r in rows if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"])
     result["images_per_s_n16_over_n1"] = n16["images_per_s"] / n1["images_per_s"]
     print(f"images/s: N=16 is x{result['images_per_s_n16_over_n1']:.2f} of N=1 (bf16, janus)")
     print(table(rows))

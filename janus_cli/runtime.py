@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import shutil
 from pathlib import Path
 
 import torch
@@ -62,6 +64,14 @@ def choose_quantize(name: str) -> str:
     if name not in QUANTIZE_MODES:
         raise InputError(f"--quantize {name}: choose none or int8")
     return name
+
+
+def check_compile(device: torch.device) -> None:
+    """--compile on the CPU builds C++ kernels: refuse it up front where no compiler is on PATH
+    (inductor would fail mid-run with a long traceback)."""
+    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++"]
+    if device.type == "cpu" and not any(shutil.which(c) for c in compilers):
+        raise InputError(f"--compile on the CPU needs a C++ compiler ({' or '.join(compilers)}) on PATH; drop --compile")
 
 
 def make_generator(seed: int) -> torch.Generator:

@@ -134,3 +134,15 @@ def vae_full_dir() -> Path:
         (tmp / "config.json").write_text(json.dumps(golden_json("sdxl_vae_full")["config"]))
         tmp.rename(out)
     return out
+
+
+@pytest.fixture
+def without_rows_kernels(monkeypatch):
+    """PyTorch's own CPU kernels only, as on a machine without a compiler or AVX512-BF16."""
+    from janus_cli.kernels import build
+
+    monkeypatch.setenv(build.DISABLE_ENV, "0")
+    build.load_rows.cache_clear()
+    yield
+    monkeypatch.undo()
+    build.load_rows.cache_clear()

@@ -36,7 +36,7 @@ def test_packed_linear_computes_what_linear_computes(bias, shape):
 
 @needs_onednn
 @pytest.mark.parametrize("dtype,quantize", [(torch.float32, "none"), (torch.bfloat16, "none"), (torch.bfloat16, "int8")])
-def test_a_cpu_session_runs_every_float_linear_packed(dtype, quantize):
+def test_a_cpu_session_runs_every_float_linear_packed(dtype, quantize, without_rows_kernels):
     model = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), torch.device("cpu"), dtype, quantize).model
     kinds = {type(m) for m in model.modules()}
     assert nn.Linear not in kinds and PackedLinear in kinds

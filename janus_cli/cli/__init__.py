@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from janus_cli.cli import common
@@ -47,6 +49,10 @@ def _root(
 
 def main() -> None:
     """Console entry point: usage errors become one `error: ...` line (exit 2), like all errors."""
+    # Before torch loads: large tensors on 2 MiB pages (where the kernel's THP mode is madvise,
+    # PyTorch asks for them). A decode step streams every weight, and 4 KiB pages' TLB misses
+    # cost the CPU kernels 10-25 % of their bandwidth here.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
         from typer._click import exceptions as cx  # typer >= 0.22 vendors click
     except ImportError:

@@ -28,6 +28,8 @@ Dtype = Annotated[str, typer.Option("--dtype", envvar="JANUS_DTYPE", rich_help_p
     help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), bfloat16 or float32. float16 is refused.")]  # fmt: skip
 Quantize = Annotated[str, typer.Option("--quantize", envvar="JANUS_QUANTIZE", rich_help_panel=RUNTIME,
     help="none, or int8: weight-only int8 LLM and image-head linears (half the weight bytes of bf16; quality cost in the README).")]  # fmt: skip
+Compile = Annotated[bool, typer.Option("--compile", envvar="JANUS_COMPILE", rich_help_panel=RUNTIME,
+    help="Run the image-token step under torch.compile, as a CUDA graph on CUDA (a minute or more to compile, once per batch size; on CPU needs a C++ compiler).")]  # fmt: skip
 Revision = Annotated[str | None, typer.Option("--revision", rich_help_panel=RUNTIME, help="Hub revision (branch, tag or commit).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT, help="No progress or timing on stderr.")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="Print JSON on stdout instead of plain text.")]
@@ -118,7 +120,7 @@ def progress_bar(quiet: bool):
     )  # fmt: skip
 
 
-def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none"):
+def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none", compile: bool = False):
     """Resolve, download if needed, and load the checkpoint REF (status on stderr)."""
     import time
 
@@ -132,11 +134,23 @@ def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: b
     folder = resolve(ref, revision, progress=show_progress(quiet))
     t0 = time.perf_counter()
     with err.status(f"loading {ref}", spinner="dots") if show_progress(quiet) else contextlib.nullcontext():
-        session = open_session(ref, folder, dev, dt, quantize)
+        session = open_session(ref, folder, dev, dt, quantize, compile)
     if show_progress(quiet):
         name = str(dt).removeprefix("torch.") + (f", {quantize}" if quantize != "none" else "")
-        err.print(f"loaded {ref} ({name}, {dev.type}) in {time.perf_counter() - t0:.1f}s", markup=False)
+        err.print(f"loaded {ref} ({name}, {dev.type}{kernel_note(session)}) in {time.perf_counter() - t0:.1f}s", markup=False)
     return session
+
+
+def kernel_note(session) -> str:
+    """Which matmul kernels a bf16 CPU session decodes with, and why not ours (kernels/build.py)."""
+    import torch
+
+    from janus_cli.kernels.build import load_rows
+
+    if session.device.type != "cpu" or session.dtype != torch.bfloat16 or session.compile:
+        return ""
+    lib, note = load_rows()
+    return f", {note}" if lib else f", PyTorch kernels: {note}"
 
 
 def batch_size(value: str) -> int | None:

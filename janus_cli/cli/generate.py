@@ -42,6 +42,7 @@ def generate(
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
     quantize: common.Quantize = "none",
+    compile: common.Compile = False,
     revision: common.Revision = None,
     engine: common.Engine = common.EngineName.local,
     ray_address: common.RayAddress = None,
@@ -92,7 +93,7 @@ def generate(
         from janus_cli.pipelines.batching import ImageJob
         from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs, prompt_ids
 
-        run = engines.open_images(ray, v["model"], device, dtype, v["revision"], v["quantize"], quiet, "janus", "janus generate")
+        run = engines.open_images(ray, v["model"], device, dtype, v["revision"], v["quantize"], quiet, "janus", "janus generate", compile=compile)
         image_run.check_prompts(plan, lambda p: prompt_ids(run.session, p), keep_going)
         base = {"model": v["model"], "revision": v["revision"], "dtype": run.dtype, "quantize": v["quantize"], "generator": f"janus-cli {images.version()}"}
         image_jobs = [ImageJob(j.prompt, GenerateSettings(n=j.n, seed=j.seed, **j.options), j.first) for j in plan.work]

@@ -32,6 +32,7 @@ class ModelRef:
     dtype: str
     revision: str | None
     quantize: str = "none"
+    compile: bool = False
 
 
 def import_ray():
@@ -90,7 +91,7 @@ def open_session(ref: ModelRef, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize)
+    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize, compile=ref.compile)
 
 
 def describe_error(e: Exception) -> str:

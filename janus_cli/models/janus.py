@@ -37,6 +37,8 @@ def embed_with_images(model: nn.Module, ids: Tensor, pixels: Tensor | None, imag
 
 
 class JanusModel(nn.Module):
+    TOKEN_STEP = ("language_model", "gen_head", "gen_aligner")  # what runs a few rows at a time
+
     def __init__(self, cfg: JanusConfig):
         super().__init__()
         c = cfg.llm.hidden_size

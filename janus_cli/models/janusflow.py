@@ -21,6 +21,8 @@ from janus_cli.models.uvit import ShallowUViTDecoder, ShallowUViTEncoder
 
 
 class JanusFlowModel(nn.Module):
+    TOKEN_STEP = ("language_model",)  # a few rows at a time for text answers; many in flow steps
+
     def __init__(self, cfg: JanusConfig):
         super().__init__()
         c = cfg.llm.hidden_size

@@ -46,10 +46,11 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def swap_linears(root: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> None:
-    """Replace, in place, every nn.Linear under ROOT by MAKE(linear), one at a time: only names
-    are held while swapping, so each old weight is freed as soon as its replacement exists."""
-    names = [name for name, m in root.named_modules() if type(m) is nn.Linear and name]
+def swap_linears(root: nn.Module, make: Callable[[nn.Module], nn.Module], kinds: tuple[type, ...] = (nn.Linear,)) -> None:
+    """Replace, in place, every module of exactly one of KINDS under ROOT by MAKE(module), one at
+    a time: only names are held while swapping, so each old weight is freed as soon as its
+    replacement exists."""
+    names = [name for name, m in root.named_modules() if type(m) in kinds and name]
     for name in names:
         parent, _, leaf = name.rpartition(".")
         owner = root.get_submodule(parent)

@@ -27,13 +27,18 @@ class RMSNorm(nn.Module):
         return self.weight * x32.to(x.dtype)
 
 
-class KVCache:
-    """Keys and values of every position so far, preallocated as (B, Hkv, S, D)."""
+class KVCache(nn.Module):
+    """Keys and values of every position so far, preallocated as (B, Hkv, S, D).
+
+    A module of non-persistent buffers: never in a state_dict, and torch.compile treats them as
+    static inputs, which CUDA graphs need.
+    """
 
     def __init__(self, rows: int, heads: int, length: int, head_dim: int, dtype, device):
+        super().__init__()
         shape = (rows, heads, length, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
     def update(self, pos: Tensor, k: Tensor, v: Tensor, used: int | None) -> tuple[Tensor, Tensor]:
         """Write k, v (B, Hkv, T, D) at positions POS (T,); return the first USED positions
@@ -53,6 +58,7 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(c, cfg.num_kv_heads * d, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * d, c, bias=False)
         self.cache: KVCache | None = None
+        self.attend = attend  # a device's own kernel may replace it (pipelines/session.py)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
         b, t, _ = x.shape
@@ -61,7 +67,7 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
         k, v = self.cache.update(pos, k, v, used)  # (B, Hkv, S, D)
-        y = attend(q, k, v, mask)  # (B, H, T, D)
+        y = self.attend(q, k, v, mask)  # (B, H, T, D)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))  # (B, T, C)
 
 
@@ -108,10 +114,13 @@ class Llama(nn.Module):
         self.model = Decoder(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.cache_length = 0
+        # Made by setup_cache; buffers (not plain attributes) so torch.compile takes them as inputs
+        for name in ("rope_cos", "rope_sin", "causal"):
+            self.register_buffer(name, None, persistent=False)
 
     def setup_cache(self, rows: int, length: int) -> None:
         """Allocate a KV cache of ROWS x LENGTH positions (replaces any previous one)."""
-        w = self.lm_head.weight
+        w = self.model.embed_tokens.weight  # the dtype and device of the model (never re-laid out)
         cfg = self.cfg
         for layer in self.model.layers:
             layer.self_attn.cache = KVCache(rows, cfg.num_kv_heads, length, cfg.head_dim, w.dtype, w.device)

@@ -12,8 +12,10 @@ from janus_cli.checkpoints.load import load_model
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
-from janus_cli.models.layout import can_pack, pack_linears
-from janus_cli.runtime import choose_quantize
+from janus_cli.kernels.rows import RowsLinear, attend_one, fits, rows_kernels_available
+from janus_cli.models.layout import can_pack, pack_linears, swap_linears
+from janus_cli.models.quantize import Int8Linear, quantize_int8
+from janus_cli.runtime import check_compile, choose_quantize
 from janus_cli.tokenizer import Tokenizer
 
 COMMAND_FOR_FAMILY = {"janus": "janus generate", "janusflow": "janus flow-generate"}
@@ -30,6 +32,7 @@ class Session:
     device: torch.device
     dtype: torch.dtype
     quantize: str = "none"
+    compile: bool = False  # image-token steps under torch.compile (sampling/autoregressive.py)
 
     def require(self, family: str, command: str) -> None:
         """Refuse a command the checkpoint's family cannot run, naming the right one."""
@@ -40,24 +43,43 @@ class Session:
             )
 
 
-def open_session(name: str, folder: Path, device: torch.device, dtype: torch.dtype, quantize: str = "none") -> Session:
+def open_session(
+    name: str, folder: Path, device: torch.device, dtype: torch.dtype, quantize: str = "none", compile: bool = False
+) -> Session:
     """Load checkpoint FOLDER and prepare it to run (see prepare_model)."""
     choose_quantize(quantize)
+    if compile:
+        check_compile(device)
     cfg = JanusConfig.from_file(folder / "config.json")
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    model = prepare_model(load_model(folder, dtype=dtype, device=device), device, dtype, quantize)
-    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize)
+    model = prepare_model(load_model(folder, dtype=dtype, device=device), device, dtype, quantize, compile)
+    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize, compile)
 
 
-def prepare_model(model: nn.Module, device: torch.device, dtype: torch.dtype, quantize: str = "none") -> nn.Module:
-    """In place, after loading: QUANTIZE int8 swaps the LLM and image-head linears, then on the
-    CPU the remaining linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
+def prepare_model(
+    model: nn.Module, device: torch.device, dtype: torch.dtype, quantize: str = "none", compile: bool = False
+) -> nn.Module:
+    """In place, after loading: QUANTIZE int8 swaps the LLM and image-head linears; then on the
+    CPU, unless COMPILE (the compiler picks its own matmul kernels and cannot trace these), the
+    linears a token step runs become RowsLinears and its single-query attention runs on our
+    kernels where they run (bf16, AVX512-BF16, a C++ compiler: kernels/rows.py), and the rest of
+    the linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
     if quantize == "int8":
-        from janus_cli.models.quantize import quantize_int8
-
         quantize_int8(model)
+    if compile:
+        return model
+    if rows_kernels_available(device, dtype):
+        for name in model.TOKEN_STEP:
+            swap_linears(getattr(model, name), rows_linear, kinds=(nn.Linear, Int8Linear))
+        for layer in model.language_model.model.layers:
+            layer.self_attn.attend = attend_one
     if can_pack(device, dtype):
         pack_linears(model)
     return model
+
+
+def rows_linear(linear: nn.Module) -> nn.Module:
+    n, k = linear.weight.shape
+    return RowsLinear.from_linear(linear) if fits(n, k) else linear

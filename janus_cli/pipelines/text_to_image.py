@@ -66,7 +66,7 @@ def generate_batch(session: Session, batch: list[Image]) -> Iterator[Step | Imag
     sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.settings.seed + k) for job, k in batch])
     image_prompt = [prompts.index(job.prompt) for job, _ in batch]
     columns = []
-    for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps):
+    for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps, session.compile):
         columns.append(codes)
         yield Step(len(columns) * len(batch), steps * len(batch))
     model.language_model.free_cache()  # the decoder's activations need the room

@@ -67,7 +67,7 @@ def prefill_prompt(model, prompts: list[list[int]], unconds: list[list[int]] | N
             prompt. tokens: latent tokens per image (h*w = 576).
     """
     llm = model.language_model
-    device = llm.lm_head.weight.device
+    device = llm.model.embed_tokens.weight.device
     rows = [p[:-1] for p in prompts] + ([u[:-1] for u in unconds] if unconds is not None else [])  # P rows
     length = max(len(r) for r in rows)
     pads = [length - len(r) for r in rows]

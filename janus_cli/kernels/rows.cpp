@@ -1,0 +1,156 @@
+// The decode step's two memory-bound parts for AVX512-BF16 CPUs, parallel over OpenMP.
+//
+// janus_rows_*: y (M, N) bf16 = x (M, K) bf16 @ W^T (* scale) (+ bias) for a few rows M,
+// streaming W once. W is stored in "pair blocks": outputs in blocks of 64 (then 16
+// for the N % 64 tail), each block [K/2][width][2] contiguous from element n0 * K, so one
+// `vdpbf16ps` multiplies 16 outputs by a broadcast pair x[m, 2k:2k+2] and nothing is reduced
+// across lanes. Weights are bf16 or int8 (turned into bf16 in registers, exactly).
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+#include <vector>
+
+namespace {
+
+template <typename W> inline __m512bh load_pairs(const W* p);
+
+template <> inline __m512bh load_pairs<uint16_t>(const uint16_t* p) {  // 32 bf16
+    return (__m512bh)_mm512_loadu_si512(p);
+}
+
+template <> inline __m512bh load_pairs<int8_t>(const int8_t* p) {  // 32 int8 -> 32 bf16
+    __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
+    __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(p + 16))));
+    return _mm512_cvtne2ps_pbh(hi, lo);  // elements 0-15 from lo, 16-31 from hi
+}
+
+// MC rows of x against one block of 16 * NB outputs.
+template <int NB, int MC, typename W>
+inline void tile(const uint16_t* x, int64_t K, const W* w, const float* scale, const float* bias, uint16_t* y,
+                 int64_t N) {
+    __m512 acc[MC][NB];
+    for (int m = 0; m < MC; m++)
+        for (int j = 0; j < NB; j++) acc[m][j] = _mm512_setzero_ps();
+    const uint32_t* xp = (const uint32_t*)x;  // bf16 pairs
+    const int64_t half = K / 2;
+    for (int64_t k = 0; k < half; k++) {
+        __m512bh wv[NB];
+        for (int j = 0; j < NB; j++) wv[j] = load_pairs<W>(w + (k * NB + j) * 32);
+        for (int m = 0; m < MC; m++) {
+            __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xp[m * half + k]);
+            for (int j = 0; j < NB; j++) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
+        }
+    }
+    for (int j = 0; j < NB; j++) {
+        __m512 s = scale ? _mm512_loadu_ps(scale + j * 16) : _mm512_set1_ps(1.0f);
+        __m512 b = bias ? _mm512_loadu_ps(bias + j * 16) : _mm512_setzero_ps();
+        for (int m = 0; m < MC; m++) {
+            __m512 v = _mm512_fmadd_ps(acc[m][j], s, b);
+            _mm256_storeu_si256((__m256i*)(y + m * N + j * 16), (__m256i)_mm512_cvtneps_pbh(v));
+        }
+    }
+}
+
+// All M rows against the block of outputs [n0, n0 + 16 * NB), MCMAX rows at a time.
+template <int NB, int MCMAX, typename W>
+inline void block(const uint16_t* x, int64_t M, int64_t K, const W* w, const float* scale, const float* bias,
+                  uint16_t* y, int64_t N, int64_t n0) {
+    const W* wb = w + n0 * K;
+    const float* sb = scale ? scale + n0 : nullptr;
+    const float* bb = bias ? bias + n0 : nullptr;
+    int64_t m = 0;
+    for (; m + MCMAX <= M; m += MCMAX) tile<NB, MCMAX>(x + m * K, K, wb, sb, bb, y + m * N + n0, N);
+    const uint16_t* xr = x + m * K;
+    uint16_t* yr = y + m * N + n0;
+    switch (M - m) {
+#define ROWS(r) case r: if (r < MCMAX) tile<NB, (r < MCMAX ? r : 1)>(xr, K, wb, sb, bb, yr, N); break;
+        ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6) ROWS(7) ROWS(8) ROWS(9) ROWS(10) ROWS(11)
+#undef ROWS
+        default: break;
+    }
+}
+
+template <typename W>
+void linear(const uint16_t* x, const W* w, const float* scale, const float* bias, uint16_t* y, int64_t M, int64_t N,
+            int64_t K) {
+    const int64_t wide = N / 64, narrow = (N % 64) / 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < wide + narrow; b++) {
+        if (b < wide)
+            block<4, 6>(x, M, K, w, scale, bias, y, N, b * 64);
+        else
+            block<1, 12>(x, M, K, w, scale, bias, y, N, wide * 64 + (b - wide) * 16);
+    }
+}
+
+// One (row, head): softmax(q . k[s] * scale over visible s) . v[s], D % 32 == 0, D <= 256.
+void attend_head(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
+                 int64_t S, int64_t D, float scale, float* scores) {
+    __m512bh qv[8];  // D / 32 bf16 pairs
+    const int64_t chunks = D / 32;
+    for (int64_t j = 0; j < chunks; j++) qv[j] = (__m512bh)_mm512_loadu_si512(q + j * 32);
+    float top = -INFINITY;
+    for (int64_t s = 0; s < S; s++) {
+        if (visible && !visible[s]) {
+            scores[s] = -INFINITY;
+            continue;
+        }
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t j = 0; j < chunks; j++)
+            acc = _mm512_dpbf16_ps(acc, qv[j], (__m512bh)_mm512_loadu_si512(k + s * D + j * 32));
+        scores[s] = _mm512_reduce_add_ps(acc) * scale;
+        top = scores[s] > top ? scores[s] : top;
+    }
+    float total = 0.0f;
+    for (int64_t s = 0; s < S; s++) {
+        scores[s] = expf(scores[s] - top);  // exp(-inf) = 0 for hidden slots
+        total += scores[s];
+    }
+    __m512 acc[16];  // D / 16 floats
+    for (int64_t j = 0; j < D / 16; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < S; s++) {
+        if (scores[s] == 0.0f) continue;
+        __m512 p = _mm512_set1_ps(scores[s] / total);
+        for (int64_t j = 0; j < D / 16; j++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i*)(v + s * D + j * 16));
+            __m512 vf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));  // bf16 -> fp32
+            acc[j] = _mm512_fmadd_ps(p, vf, acc[j]);
+        }
+    }
+    for (int64_t j = 0; j < D / 16; j++)
+        _mm256_storeu_si256((__m256i*)(out + j * 16), (__m256i)_mm512_cvtneps_pbh(acc[j]));
+}
+
+}  // namespace
+
+extern "C" {
+// One query per row: q (B, H, D), out (B, H, D); k and v are cache views (B, Hkv, S, D) whose
+// rows and heads are STRIDE_B and STRIDE_H elements apart (positions D apart); VISIBLE is
+// (B, S) bytes (1 = may attend) or null. Query head h reads kv head h / (H / Hkv).
+void janus_attend_one(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
+                      int64_t B, int64_t H, int64_t Hkv, int64_t S, int64_t D, int64_t stride_b, int64_t stride_h,
+                      float scale) {
+#pragma omp parallel
+    {
+        std::vector<float> scores(S);
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < B * H; bh++) {
+            const int64_t b = bh / H, kvh = (bh % H) / (H / Hkv);
+            const int64_t at = b * stride_b + kvh * stride_h;
+            attend_head(q + bh * D, k + at, v + at, visible ? visible + b * S : nullptr, out + bh * D, S, D, scale,
+                        scores.data());
+        }
+    }
+}
+
+// N % 16 == 0 and K % 2 == 0; SCALE and BIAS are fp32 (N,) or null.
+void janus_rows_bf16(const uint16_t* x, const uint16_t* w, const float* scale, const float* bias, uint16_t* y,
+                     int64_t M, int64_t N, int64_t K) {
+    linear<uint16_t>(x, w, scale, bias, y, M, N, K);
+}
+void janus_rows_int8(const uint16_t* x, const int8_t* w, const float* scale, const float* bias, uint16_t* y,
+                     int64_t M, int64_t N, int64_t K) {
+    linear<int8_t>(x, w, scale, bias, y, M, N, K);
+}
+}

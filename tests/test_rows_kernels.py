@@ -1,0 +1,203 @@
+"""The few-rows CPU kernels (kernels/rows.cpp): layout, numbers against a float reference, the
+switch to PyTorch's matmul for many rows, where a session uses them, and the fallbacks."""
+
+import copy
+import os
+
+import pytest
+import torch
+from conftest import checkpoint_dir
+from torch import nn
+
+from janus_cli.checkpoints.load import load_model
+from janus_cli.kernels import build
+from janus_cli.kernels.rows import INT8_KERNEL_ROWS, RowsLinear, attend_one, pack_pairs, unpack_pairs
+from janus_cli.models.layout import PackedLinear
+from janus_cli.models.llama import KVCache
+from janus_cli.models.quantize import Int8Linear
+from janus_cli.pipelines.session import open_session, prepare_model
+from janus_cli.prompts import make_uncond_ids
+from janus_cli.sampling.agreement import greedy_agreement
+
+CPU = torch.device("cpu")
+needs_kernels = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}")
+SHAPES = [(176, 64), (64, 176), (96, 320), (2048, 8), (80, 6)]  # (N, K): tail blocks, tiny K, the tiny checkpoints'
+
+
+@pytest.mark.parametrize("n,k", SHAPES)
+def test_pair_blocks_round_trip(n, k):
+    w = torch.arange(n * k, dtype=torch.float32).view(n, k)
+    flat = pack_pairs(w)
+    assert flat.shape == (n * k,) and torch.equal(unpack_pairs(flat, n, k), w)
+    # block 0 starts with the pair (w[0, 0], w[0, 1]), then output 1's pair: outputs run fastest
+    assert flat[:4].tolist() == [w[0, 0], w[0, 1], w[1, 0], w[1, 1]]
+
+
+def linear_of(n: int, k: int, bias: bool, seed: int) -> nn.Linear:
+    gen = torch.Generator().manual_seed(seed)
+    linear = nn.Linear(k, n, bias=bias)
+    with torch.no_grad():
+        for p in linear.parameters():
+            p.normal_(0, 0.05, generator=gen)
+    return linear.to(torch.bfloat16)
+
+
+@needs_kernels
+@pytest.mark.parametrize("n,k", SHAPES)
+@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_rows_linear_computes_the_linear(n, k, int8, bias):
+    linear = linear_of(n, k, bias, seed=n + k)
+    source = Int8Linear.from_linear(linear) if int8 else linear
+    w = source.dequantize().float() if int8 else linear.weight.float()  # (N, K)
+    fast = RowsLinear.from_linear(source)
+    gen = torch.Generator().manual_seed(k)
+    for rows in (1, 2, 3, 6, 7, 8, 13, 16, 40, INT8_KERNEL_ROWS + 1):  # every row tiling; int8's dense path
+        x = torch.randn(rows, k, generator=gen).bfloat16()
+        ref = x.float() @ w.T + (linear.bias.float() if bias else 0)  # (M, N)
+        with torch.inference_mode():
+            y = fast(x[None])  # (1, M, N): leading dims are kept
+        assert y.shape == (1, rows, n) and y.dtype == torch.bfloat16
+        # fp32 sums of exact bf16 products; the output's bf16 rounding dominates (2^-8 relative)
+        assert (y[0].float() - ref).abs().max().item() <= 8e-3 * ref.abs().max().item(), rows
+
+
+@needs_kernels
+def test_only_many_rows_over_int8_weights_take_the_dense_path(monkeypatch):
+    linear = linear_of(64, 64, True, 0)
+    seen = []
+    monkeypatch.setattr(RowsLinear, "dense", lambda self, x: seen.append(x.shape) or torch.zeros(*x.shape[:-1], 64))
+    many = torch.randn(1, INT8_KERNEL_ROWS + 1, 64).bfloat16()
+    RowsLinear.from_linear(linear)(many)  # bf16 weights: the kernel at any size
+    int8 = RowsLinear.from_linear(Int8Linear.from_linear(linear))
+    int8(torch.randn(2, 3, 64).bfloat16())  # 6 rows: the kernel
+    int8(many)  # a prefill: PyTorch's matmul
+    assert seen == [(1, INT8_KERNEL_ROWS + 1, 64)]
+    with pytest.raises(TypeError, match="bf16 inputs"):
+        RowsLinear.from_linear(linear)(torch.randn(2, 64))
+
+
+@needs_kernels
+@pytest.mark.parametrize("heads,kv_heads,d", [(16, 16, 128), (8, 2, 64), (3, 3, 32)])  # Janus's MHA, GQA, a small head
+@pytest.mark.parametrize("masked", [False, True])
+def test_single_query_attention_reads_the_cache_in_place(heads, kv_heads, d, masked):
+    gen = torch.Generator().manual_seed(heads + d)
+    rows, length, used = 3, 40, 29
+    cache = KVCache(rows, kv_heads, length, d, torch.bfloat16, CPU)
+    cache.k.copy_(torch.randn(cache.k.shape, generator=gen))
+    cache.v.copy_(torch.randn(cache.v.shape, generator=gen))
+    k, v = cache.k[:, :, :used], cache.v[:, :, :used]  # strided views, as in a decode step
+    q = torch.randn(rows, heads, 1, d, generator=gen).bfloat16()
+    mask = None
+    if masked:  # left padding: row r sees slots from r * 5 on
+        mask = (torch.arange(used)[None] >= torch.arange(rows)[:, None] * 5)[:, None, None]  # (B, 1, 1, S)
+    exact = torch.nn.functional.scaled_dot_product_attention(
+        q.double(), k.double(), v.double(), attn_mask=mask, enable_gqa=heads != kv_heads
+    )  # fmt: skip
+    y = attend_one(q, k, v, mask)
+    assert y.shape == (rows, heads, 1, d) and y.dtype == torch.bfloat16
+    # fp32 scores, softmax and sums; the output's bf16 rounding dominates
+    assert (y.double() - exact).abs().max().item() < 8e-3 * exact.abs().max().item()
+
+
+@needs_kernels
+def test_attention_outside_the_kernels_reach_goes_to_pytorch(monkeypatch):
+    calls = []
+    monkeypatch.setattr("janus_cli.kernels.rows.attend", lambda *a: calls.append(a[0].shape) or a[0])
+    q1, q2 = torch.randn(2, 4, 1, 32).bfloat16(), torch.randn(2, 4, 2, 32).bfloat16()
+    k = torch.randn(2, 4, 9, 32).bfloat16()
+    attend_one(q1, k, k, None)  # kernel
+    attend_one(q2, k, k, None)  # two queries (a prefill)
+    attend_one(q1.float(), k.float(), k.float(), None)  # fp32
+    attend_one(torch.randn(2, 4, 1, 24).bfloat16(), k[..., :24], k[..., :24], None)  # D not a multiple of 32
+    assert calls == [(2, 4, 2, 32), (2, 4, 1, 32), (2, 4, 1, 24)]
+
+
+@needs_kernels
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_a_bf16_cpu_session_runs_its_token_step_on_the_kernels(quantize):
+    model = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), CPU, torch.bfloat16, quantize).model
+    for name in model.TOKEN_STEP:
+        kinds = {type(m) for m in getattr(model, name).modules()}
+        assert RowsLinear in kinds and not kinds & {nn.Linear, Int8Linear, PackedLinear}, name
+    weights = {m.pairs.dtype for m in model.language_model.model.layers.modules() if isinstance(m, RowsLinear)}
+    assert weights == {torch.int8 if quantize == "int8" else torch.bfloat16}
+    assert isinstance(model.vision_model.vision_tower.blocks[0].attn.qkv, PackedLinear)  # prefill-only: oneDNN
+    assert all(layer.self_attn.attend is attend_one for layer in model.language_model.model.layers)
+    fp32 = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), CPU, torch.float32).model
+    assert not any(isinstance(m, RowsLinear) for m in fp32.modules())  # bf16 activations only
+
+
+@needs_kernels
+def test_kernel_decoding_follows_pytorchs_kernels():
+    """bf16 greedy image tokens on the kernels against the same weights on oneDNN: only the
+    summation order differs, so the logits agree to bf16 rounding."""
+    loaded = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.bfloat16)
+    reference = copy.deepcopy(loaded)
+    reference.TOKEN_STEP = ()  # no RowsLinear: every linear on PyTorch's oneDNN kernels
+    prepare_model(reference, CPU, torch.bfloat16)
+    fast = prepare_model(loaded, CPU, torch.bfloat16)
+    assert any(isinstance(m, RowsLinear) for m in fast.modules())
+    assert not any(isinstance(m, RowsLinear) for m in reference.modules())
+    prompt = torch.randint(10, 1200, (30,), generator=torch.Generator().manual_seed(0)).tolist()
+    a = greedy_agreement(reference, fast, prompt, make_uncond_ids(prompt, 0), n=2, cfg=5.0, steps=64)
+    assert a.tokens >= 0.95
+    assert a.max_logit_error <= 0.02 * a.logit_scale
+
+
+def test_no_compiler_means_pytorchs_kernels(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing built yet
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    monkeypatch.setattr(build, "cpu_flags", lambda: set(build.ROWS_CPU_FLAGS))
+    build.load_rows.cache_clear()
+    try:
+        lib, why = build.load_rows()
+        assert lib is None and "no C++ compiler" in why
+        model = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), CPU, torch.bfloat16).model
+        assert not any(isinstance(m, RowsLinear) for m in model.modules())
+        assert isinstance(model.language_model.lm_head, PackedLinear)
+    finally:
+        build.load_rows.cache_clear()
+
+
+def test_the_kernels_can_be_turned_off(without_rows_kernels):
+    assert build.load_rows() == (None, "JANUS_CPU_KERNELS=0")
+    model = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), CPU, torch.bfloat16).model
+    assert not any(isinstance(m, RowsLinear) for m in model.modules())
+
+
+def test_the_kernels_need_the_instructions(monkeypatch):
+    try:
+        monkeypatch.setattr(build, "cpu_flags", lambda: {"avx512f", "avx2"})
+        build.load_rows.cache_clear()
+        lib, why = build.load_rows()
+        assert lib is None and why == "this CPU lacks avx512bw, avx512vl, avx512_bf16"
+    finally:
+        build.load_rows.cache_clear()
+
+
+@pytest.mark.skipif(build.compiler() is None, reason="no C++ compiler")
+def test_a_build_is_cached_and_a_broken_source_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = build.build("rows.cpp", build.ROWS_FLAGS)
+    assert first.parent == tmp_path / "janus-cli" / "kernels" and first.exists()
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))  # a cached build needs no compiler
+    assert build.build("rows.cpp", build.ROWS_FLAGS) == first
+    monkeypatch.delenv("CXX")
+    with pytest.raises(build.KernelUnavailable, match="could not build rows.cpp"):
+        build.build("rows.cpp", [*build.ROWS_FLAGS, "-DJANUS_NO_SUCH_FLAG", "-fno-such-option"])
+
+
+def test_the_command_line_asks_for_huge_pages_before_torch_loads(monkeypatch):
+    from janus_cli.cli import main
+
+    for preset, expected in ((None, "1"), ("0", "0")):  # a user's own setting wins
+        if preset is None:
+            monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+        else:
+            monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", preset)
+        monkeypatch.setattr("sys.argv", ["janus", "--version"])
+        with pytest.raises(SystemExit):
+            main()
+        assert os.environ["THP_MEM_ALLOC_ENABLE"] == expected

@@ -83,9 +83,15 @@ def machine() -> dict:
             "torch": torch.__version__}  # fmt: skip
 
 
-def random_model(name: str, dtype: torch.dtype):
+def random_model(name: str, dtype: torch.dtype, parts: tuple[str, ...] | None = None):
+    """The published model NAME with random weights; only the LLM and PARTS' submodules (all
+    when None), as checkpoints/load.py leaves the others out."""
     cfg = JanusConfig.from_file(ROOT / "weights" / "published" / name / "config.json")
-    model = build_model(cfg).to(dtype).to_empty(device="cpu")  # cast on meta: no fp32 copy in RAM
+    model = build_model(cfg)
+    for part, names in model.PARTS.items():
+        for attr in names if parts is not None and part not in parts else ():
+            setattr(model, attr, None)
+    model = model.to(dtype).to_empty(device="cpu")  # cast on meta: no fp32 copy in RAM
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -350,9 +356,10 @@ def flow_step_case(model, prompt_length: int, reps: int) -> dict:
 def rss_child(who: str, steps: int) -> None:
     """A `generate -n 4` of one prompt in this fresh process (bf16): build, decode STEPS image
     tokens, VQ-decode all 576 (the codes tiled when STEPS is shorter) as each one does it:
-    janus frees the KV cache and decodes image by image (text_to_image.py), the official script
-    decodes the whole batch at once; print the peak RSS."""
-    model = random_model("Janus-Pro-1B", torch.bfloat16)
+    janus loads no vision encoder, frees the KV cache and decodes image by image
+    (text_to_image.py), the official script loads the whole model and decodes the batch at
+    once; print the peak RSS."""
+    model = random_model("Janus-Pro-1B", torch.bfloat16, ("generation",) if who == "janus" else None)
     ids = prompt_of(40)
     if who == "janus":
         codes = janus_codes(prepare_model(model, torch.device("cpu"), torch.bfloat16), ids, 4, steps)

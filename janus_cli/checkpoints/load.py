@@ -41,11 +41,24 @@ def build_model(cfg: JanusConfig) -> nn.Module:
         return JanusModel(cfg)
 
 
-def load_model(folder: Path, dtype: torch.dtype, device: torch.device | str = "cpu") -> nn.Module:
-    """Build the model of checkpoint FOLDER and load its weights, cast to DTYPE on DEVICE."""
+def load_model(
+    folder: Path, dtype: torch.dtype, device: torch.device | str = "cpu", parts: tuple[str, ...] | None = None
+) -> nn.Module:
+    """Build the model of checkpoint FOLDER and load its weights, cast to DTYPE on DEVICE.
+
+    PARTS: the kinds of work to load for ("understanding", "generation"; all when None). The
+    submodules only other kinds read (the model's PARTS) are left out, set to None: their tensors
+    are checked against the config like all others but never read, so `janus generate` does
+    not load SigLIP, nor `janus describe` the image decoder.
+    """
     folder = Path(folder)
     cfg = JanusConfig.from_file(folder / "config.json")
     model = build_model(cfg)
+    wanted = model.PARTS if parts is None else parts
+    unknown = set(wanted) - set(model.PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {sorted(model.PARTS)}")
+    leave_out = tuple(name for part, names in model.PARTS.items() if part not in wanted for name in names)
     load_strict(
         model,
         read_state_dict(folder),
@@ -53,5 +66,6 @@ def load_model(folder: Path, dtype: torch.dtype, device: torch.device | str = "c
         rename=checkpoint_key_to_param,
         dtype=dtype,
         device=device,
+        leave_out=leave_out,
     )
     return model.eval().requires_grad_(False)

@@ -20,6 +20,7 @@ def load_strict(
     rename: Callable[[str], str | None] = lambda k: k,
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
+    leave_out: tuple[str, ...] = (),
 ) -> None:
     """Load STATE into MODEL; every parameter must come from exactly one key with its shape.
 
@@ -27,6 +28,8 @@ def load_strict(
         rename: maps a checkpoint key to the model's parameter name, or None for a tensor the
             checkpoint is known to carry but inference never uses (it is dropped).
         dtype: cast floating tensors to this dtype (None keeps the checkpoint's).
+        leave_out: top-level attributes of MODEL checked like the rest but not loaded: they
+            become None, and their tensors are never read.
     Raises:
         CheckpointError: listing missing, unexpected and mis-shaped keys.
     """
@@ -54,6 +57,9 @@ def load_strict(
         problems.append(f"unexpected {len(unexpected)} tensors: {_few(unexpected)}")
     if problems:
         raise CheckpointError(f"{where}: checkpoint does not match its config: " + "; ".join(problems))
+    for top in leave_out:
+        setattr(model, top, None)
+    mapped = {name: t for name, t in mapped.items() if name.split(".", 1)[0] not in leave_out}
     for name, t in mapped.items():
         cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
         mapped[name] = t.to(device=device, dtype=cast)

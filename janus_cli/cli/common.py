@@ -120,8 +120,15 @@ def progress_bar(quiet: bool):
     )  # fmt: skip
 
 
-def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none", compile: bool = False):
-    """Resolve, download if needed, and load the checkpoint REF (status on stderr)."""
+# What a command loads besides the LLM (the models' PARTS): describe never reads the image
+# decoders, the image commands never read the vision encoder; chat loads both.
+UNDERSTANDING, GENERATION = ("understanding",), ("generation",)
+
+
+def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none",
+               compile: bool = False, parts: tuple[str, ...] | None = None):  # fmt: skip
+    """Resolve, download if needed, and load the checkpoint REF for the kinds of work PARTS (all
+    when None; see checkpoints/load.py), with status on stderr."""
     import time
 
     from janus_cli.checkpoints.hub import resolve
@@ -134,7 +141,7 @@ def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: b
     folder = resolve(ref, revision, progress=show_progress(quiet))
     t0 = time.perf_counter()
     with err.status(f"loading {ref}", spinner="dots") if show_progress(quiet) else contextlib.nullcontext():
-        session = open_session(ref, folder, dev, dt, quantize, compile)
+        session = open_session(ref, folder, dev, dt, quantize, compile, parts)
     if show_progress(quiet):
         name = str(dt).removeprefix("torch.") + (f", {quantize}" if quantize != "none" else "")
         err.print(f"loaded {ref} ({name}, {dev.type}{kernel_note(session)}) in {time.perf_counter() - t0:.1f}s", markup=False)

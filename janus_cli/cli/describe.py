@@ -119,9 +119,9 @@ def describe(
 
                 t0 = time.perf_counter()
                 opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision, quantize), items, settings, keep_going, on_text, on_error)
+                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision, quantize, parts=common.UNDERSTANDING), items, settings, keep_going, on_text, on_error)
             else:
-                session = common.open_model(model, device, dtype, revision, quiet, quantize)
+                session = common.open_model(model, device, dtype, revision, quiet, quantize, parts=common.UNDERSTANDING)
                 t0 = time.perf_counter()
                 if together:
                     tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)

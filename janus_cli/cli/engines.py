@@ -40,7 +40,7 @@ def open_images(ray, model: str, device: str, dtype: str, revision: str | None, 
                 vae: str | None = None, compile: bool = False) -> ImageEngine:  # fmt: skip
     """Load the model here, or, for Ray, only what the driver needs to check the work."""
     if ray is None:
-        session = common.open_model(model, device, dtype, revision, quiet, quantize, compile)
+        session = common.open_model(model, device, dtype, revision, quiet, quantize, compile, common.GENERATION)
         session.require(family, command)
         return ImageEngine(session, str(session.dtype).removeprefix("torch."))
     from janus_cli.distributed.cluster import ModelRef
@@ -48,5 +48,5 @@ def open_images(ray, model: str, device: str, dtype: str, revision: str | None, 
     from janus_cli.runtime import choose_quantize
 
     choose_quantize(quantize)  # a bad value fails here, not in every worker
-    ref, task = ModelRef(model, device, dtype, revision, quantize, compile), ImageTask(family, command, vae)
+    ref, task = ModelRef(model, device, dtype, revision, quantize, compile, common.GENERATION), ImageTask(family, command, vae)
     return ImageEngine(light_session(ref, task, quiet), worker_dtype(ref, ray), ray, ref, task)

@@ -33,6 +33,7 @@ class ModelRef:
     revision: str | None
     quantize: str = "none"
     compile: bool = False
+    parts: tuple[str, ...] | None = None  # the kinds of work to load for (checkpoints/load.py)
 
 
 def import_ray():
@@ -91,7 +92,7 @@ def open_session(ref: ModelRef, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize, compile=ref.compile)
+    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize, compile=ref.compile, parts=ref.parts)
 
 
 def describe_error(e: Exception) -> str:

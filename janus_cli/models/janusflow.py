@@ -22,6 +22,12 @@ from janus_cli.models.uvit import ShallowUViTDecoder, ShallowUViTEncoder
 
 class JanusFlowModel(nn.Module):
     TOKEN_STEP = ("language_model",)  # a few rows at a time for text answers; many in flow steps
+    # What each kind of work reads besides the LLM: a session for one kind never loads the other.
+    PARTS = {
+        "understanding": ("vision_und_enc_model", "vision_und_enc_aligner", "beg_of_und_embed"),
+        "generation": ("vision_gen_enc_model", "vision_gen_enc_aligner", "vision_gen_dec_aligner_norm",
+                       "vision_gen_dec_aligner", "vision_gen_dec_model"),
+    }  # fmt: skip
 
     def __init__(self, cfg: JanusConfig):
         super().__init__()

@@ -70,7 +70,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """Swap, in place, every linear of the LLM blocks and of the image head (Janus's `gen_head`)
     for an Int8Linear; returns MODEL."""
     roots = [model.language_model.model.layers]
-    if hasattr(model, "gen_head"):
+    if getattr(model, "gen_head", None) is not None:  # Janus, loaded for generation
         roots.append(model.gen_head)
     for root in roots:
         swap_linears(root, Int8Linear.from_linear)

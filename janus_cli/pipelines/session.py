@@ -44,9 +44,16 @@ class Session:
 
 
 def open_session(
-    name: str, folder: Path, device: torch.device, dtype: torch.dtype, quantize: str = "none", compile: bool = False
+    name: str,
+    folder: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    quantize: str = "none",
+    compile: bool = False,
+    parts: tuple[str, ...] | None = None,
 ) -> Session:
-    """Load checkpoint FOLDER and prepare it to run (see prepare_model)."""
+    """Load checkpoint FOLDER for the kinds of work PARTS (all when None; see load_model) and
+    prepare it to run (see prepare_model)."""
     choose_quantize(quantize)
     if compile:
         check_compile(device)
@@ -54,7 +61,7 @@ def open_session(
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    model = prepare_model(load_model(folder, dtype=dtype, device=device), device, dtype, quantize, compile)
+    model = prepare_model(load_model(folder, dtype, device, parts), device, dtype, quantize, compile)
     return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize, compile)
 
 
@@ -71,8 +78,8 @@ def prepare_model(
     if compile:
         return model
     if rows_kernels_available(device, dtype):
-        for name in model.TOKEN_STEP:
-            swap_linears(getattr(model, name), rows_linear, kinds=(nn.Linear, Int8Linear))
+        for part in filter(None, (getattr(model, name) for name in model.TOKEN_STEP)):  # None: not loaded
+            swap_linears(part, rows_linear, kinds=(nn.Linear, Int8Linear))
         for layer in model.language_model.model.layers:
             layer.self_attn.attend = attend_one
     if can_pack(device, dtype):

@@ -1,0 +1,87 @@
+"""Each command loads what it reads: describe no image decoder, the image commands no vision
+encoder, and the left-out tensors are still checked against the config."""
+
+import shutil
+
+import pytest
+import torch
+from conftest import checkpoint_dir, image_path
+from typer.testing import CliRunner
+
+from janus_cli.checkpoints.load import load_model
+from janus_cli.cli import app, common
+from janus_cli.errors import CheckpointError, InputError
+from janus_cli.pipelines.session import open_session
+from janus_cli.pipelines.text_to_image import prompt_ids
+from janus_cli.prompts import make_uncond_ids
+from janus_cli.sampling.autoregressive import generate_image_tokens
+from janus_cli.sampling.logits import make_sampler
+
+CPU = torch.device("cpu")
+
+
+def parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["janus-pro-1b-tiny", "janusflow-1.3b-tiny"])
+def test_a_part_leaves_the_others_modules_out(name):
+    folder = checkpoint_dir(name)
+    whole = load_model(folder, torch.float32)
+    for part, other in (("understanding", "generation"), ("generation", "understanding")):
+        model = load_model(folder, torch.float32, parts=(part,))
+        assert all(getattr(model, m) is None for m in model.PARTS[other])
+        assert all(getattr(model, m) is not None for m in model.PARTS[part])
+        left_out = sum(p.numel() for m in whole.PARTS[other] for p in getattr(whole, m).parameters()) if name.startswith("janus-") else None
+        if left_out is not None:
+            assert parameters(model) == parameters(whole) - left_out
+    with pytest.raises(ValueError, match="unknown parts"):
+        load_model(folder, torch.float32, parts=("dreaming",))
+
+
+def test_a_generation_session_makes_the_images_a_whole_one_makes():
+    folder = checkpoint_dir("janus-pro-1b-tiny")
+    images = []
+    for parts in (None, common.GENERATION):
+        session = open_session("tiny", folder, CPU, torch.float32, parts=parts)
+        ids = prompt_ids(session, "a red fox")
+        sampler = make_sampler(1.0, generators=[torch.Generator().manual_seed(3)])
+        codes = torch.stack(list(generate_image_tokens(session.model, [ids], [make_uncond_ids(ids, 0)], [0], 5.0, sampler, 576)), 1)
+        images.append(session.model.decode_codes(codes))
+    assert torch.equal(images[0], images[1])
+
+
+def test_a_broken_tensor_in_a_left_out_part_is_still_an_error(tmp_path):
+    """The understanding tower of a generate run is never read, but a checkpoint whose tensor
+    contradicts the config is refused all the same (the check reads shapes only)."""
+    from safetensors.torch import save_file
+
+    from janus_cli.checkpoints.read import read_state_dict
+
+    src = checkpoint_dir("janus-pro-1b-tiny")
+    state = read_state_dict(src)
+    key = "vision_model.vision_tower.blocks.0.mlp.fc1.weight"
+    state[key] = state[key][:-1].clone()  # one row short
+    folder = tmp_path / "ckpt"
+    shutil.copytree(src, folder, ignore=shutil.ignore_patterns("*.bin", "*.index.json"))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=f"shape mismatch for {key}"):
+        load_model(folder, torch.float32, parts=("generation",))
+
+
+@pytest.mark.parametrize("argv,parts", [
+    (["describe", str(image_path("square0.png"))], common.UNDERSTANDING),
+    (["generate", "a cat"], common.GENERATION),
+    (["flow-generate", "a cat"], common.GENERATION),
+])  # fmt: skip
+def test_each_command_asks_for_its_parts(monkeypatch, tmp_path, argv, parts):
+    seen = []
+
+    def open_model(*args, **kwargs):
+        seen.append(kwargs.get("parts", args[7] if len(args) > 7 else None))
+        raise InputError("stop here")
+
+    monkeypatch.setattr(common, "open_model", open_model)
+    result = CliRunner().invoke(app, [*argv, "-m", str(tmp_path), "-o", str(tmp_path)] if argv[0] != "describe" else [*argv, "-m", str(tmp_path)])
+    assert "stop here" in result.output + (result.stderr or "")
+    assert seen == [parts]

@@ -201,3 +201,17 @@ def test_the_command_line_asks_for_huge_pages_before_torch_loads(monkeypatch):
         with pytest.raises(SystemExit):
             main()
         assert os.environ["THP_MEM_ALLOC_ENABLE"] == expected
+
+
+def test_the_load_line_names_the_kernels_of_a_bf16_cpu_session(monkeypatch):
+    from types import SimpleNamespace
+
+    from janus_cli.cli.common import kernel_note
+
+    session = SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=False)
+    monkeypatch.setattr(build, "load_rows", lambda: (object(), "own AVX512-BF16 kernels"))
+    assert kernel_note(session) == ", own AVX512-BF16 kernels"
+    monkeypatch.setattr(build, "load_rows", lambda: (None, "this CPU lacks avx512_bf16"))
+    assert kernel_note(session) == ", PyTorch kernels: this CPU lacks avx512_bf16"
+    assert kernel_note(SimpleNamespace(device=CPU, dtype=torch.float32, compile=False)) == ""
+    assert kernel_note(SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=True)) == ""

@@ -1,7 +1,8 @@
 """Compile this package's C++ kernels on first use and load them; None where they cannot run.
 
-The kernels are plain C (no PyTorch headers), built with the machine's C++ compiler into the
-user cache, keyed by a hash of the source and flags, so one build serves every later process.
+The kernels are C++ with intrinsics (no PyTorch headers), built with the machine's compiler
+into the user cache, keyed by a hash of the source and flags, so one build serves every later
+process.
 They link OpenMP by its soname, `libgomp.so.1`, which resolves to the copy PyTorch has already
 loaded: their parallel loops share PyTorch's thread pool (and `torch.set_num_threads`) instead
 of starting a second pool that would fight it for the cores. Nothing is required: without a

@@ -13,7 +13,6 @@ from janus_cli.cli import app, common
 from janus_cli.errors import CheckpointError, InputError
 
 
-
 def parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 

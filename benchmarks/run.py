@@ -113,6 +113,11 @@ def decode_path_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for m in parts for t in [*m.parameters(), *m.buffers()])
 
 
+def kv_bytes(model, rows: int, positions: int) -> int:
+    c = model.cfg.llm
+    return 2 * c.num_layers * c.num_kv_heads * c.head_dim * rows * positions * next(model.parameters()).element_size()
+
+
 def prompt_of(length: int) -> list[int]:
     return [100000] + list(range(1000, 1000 + length - 2)) + [100003]
 
@@ -181,6 +186,13 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
     rows = []
     for n in ns:
         for context in contexts:
+            # Our cache, the peer's and its `torch.cat` copy while it grows, and attention scratch
+            # (N=16 at context 600 ran out of 24 GB beside the three model copies).
+            need = 4 * kv_bytes(model, 2 * n, context + steps)
+            if need > available_bytes() - 2 * GiB:
+                print(f"skipped N={n} ctx {context} ({dt}): the KV caches need {need / GiB:.1f} GiB, "
+                      f"{available_bytes() / GiB:.1f} GiB available", flush=True)  # fmt: skip
+                continue
             ids = prompt_of(context)
             runs = {"janus": janus, **({"int8": quantized} if n in int8_ns else {}), **({"compiled": compiled} if compile else {})}
             if compile:  # compiling (minutes, once per shape) is not a step

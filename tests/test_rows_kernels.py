@@ -25,12 +25,16 @@ SHAPES = [(176, 64), (64, 176), (96, 320), (2048, 8), (80, 6)]  # (N, K): tail b
 
 
 @pytest.mark.parametrize("n,k", SHAPES)
-def test_pair_blocks_round_trip(n, k):
-    w = torch.arange(n * k, dtype=torch.float32).view(n, k)
+@pytest.mark.parametrize("dtype,width", [(torch.bfloat16, 64), (torch.int8, 48)])
+def test_pair_blocks_round_trip(n, k, dtype, width):
+    w = (torch.arange(n * k) % 101 - 50).view(n, k).to(dtype)  # exact in both
     flat = pack_pairs(w)
     assert flat.shape == (n * k,) and torch.equal(unpack_pairs(flat, n, k), w)
     # block 0 starts with the pair (w[0, 0], w[0, 1]), then output 1's pair: outputs run fastest
     assert flat[:4].tolist() == [w[0, 0], w[0, 1], w[1, 0], w[1, 1]]
+    # the next block (a full one, or a tail of 16) starts at output `width`
+    if n > width:
+        assert flat[width * k : width * k + 2].tolist() == w[width, :2].tolist()
 
 
 def linear_of(n: int, k: int, bias: bool, seed: int) -> nn.Linear:
@@ -52,7 +56,7 @@ def test_rows_linear_computes_the_linear(n, k, int8, bias):
     w = source.dequantize().float() if int8 else linear.weight.float()  # (N, K)
     fast = RowsLinear.from_linear(source)
     gen = torch.Generator().manual_seed(k)
-    for rows in (1, 2, 3, 6, 7, 8, 13, 16, 40, INT8_KERNEL_ROWS + 1):  # every row tiling; int8's dense path
+    for rows in (1, 2, 3, 6, 7, 8, 9, 13, 16, 40, INT8_KERNEL_ROWS + 1):  # every row tiling; int8's dense path
         x = torch.randn(rows, k, generator=gen).bfloat16()
         ref = x.float() @ w.T + (linear.bias.float() if bias else 0)  # (M, N)
         with torch.inference_mode():

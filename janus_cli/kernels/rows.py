@@ -3,7 +3,7 @@
 A decode step multiplies a handful of rows (2 per image with CFG) by every weight once, so it
 is bound by how fast the weights are read. PyTorch's CPU kernels read bf16 weights at a third
 to a half of this machine's bandwidth at those shapes; rows.cpp reads them at nearly all of it,
-from a layout made once after loading ("pair blocks": 64 outputs at a time, bf16 pairs along K,
+from a layout made once after loading ("pair blocks": 64 or 48 outputs at a time, pairs along K,
 so `vdpbf16ps` needs no cross-lane sums). Many rows (a prefill, a JanusFlow step) run as fast
 as oneDNN's GEMM, so one layout serves both. int8 weights are widened to bf16 in registers:
 for a few rows that halves the bytes read; for many rows the widening is repeated per group of
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from janus_cli.kernels.build import load_rows
 from janus_cli.models.llama import attend
 
-BLOCK, TAIL = 64, 16  # outputs per pair block; N % 64 is covered by blocks of 16
+TAIL = 16  # outputs per block covering N % block_width
 INT8_KERNEL_ROWS = 256  # beyond, int8 weights are widened once per call (see the docstring)
 
 
@@ -34,14 +34,20 @@ def fits(n: int, k: int) -> bool:
     return n % TAIL == 0 and k % 2 == 0
 
 
+def block_width(dtype: torch.dtype) -> int:
+    """Outputs per pair block, as rows.cpp tiles them: 48 for int8 weights, 64 otherwise."""
+    return 48 if dtype == torch.int8 else 64
+
+
 def pack_pairs(w: Tensor) -> Tensor:
     """(N, K) -> flat pair blocks: for each block of outputs [n0, n0 + width), its [K/2][width][2]
     elements from offset n0 * K. Written in place into one new tensor (no intermediate copies:
     lm_head alone is 0.4 GB)."""
     n, k = w.shape
-    wide = n // BLOCK * BLOCK
+    block = block_width(w.dtype)
+    wide = n // block * block
     flat = torch.empty(n * k, dtype=w.dtype, device=w.device)
-    for lo, hi, width in ((0, wide, BLOCK), (wide, n, TAIL)):
+    for lo, hi, width in ((0, wide, block), (wide, n, TAIL)):
         if hi > lo:
             blocks = w[lo:hi].view(-1, width, k // 2, 2).transpose(1, 2)  # (blocks, K/2, width, 2)
             flat[lo * k : hi * k].view(blocks.shape).copy_(blocks)
@@ -50,8 +56,9 @@ def pack_pairs(w: Tensor) -> Tensor:
 
 def unpack_pairs(flat: Tensor, n: int, k: int) -> Tensor:
     """pack_pairs' inverse: (N, K)."""
-    wide = n // BLOCK * BLOCK
-    head = flat[: wide * k].view(-1, k // 2, BLOCK, 2).transpose(1, 2).reshape(wide, k)  # (wide, K)
+    block = block_width(flat.dtype)
+    wide = n // block * block
+    head = flat[: wide * k].view(-1, k // 2, block, 2).transpose(1, 2).reshape(wide, k)  # (wide, K)
     if wide == n:
         return head
     tail = flat[wide * k :].view(-1, k // 2, TAIL, 2).transpose(1, 2).reshape(n - wide, k)

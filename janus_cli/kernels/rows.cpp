@@ -1,4 +1,6 @@
-// The decode step's two memory-bound parts for AVX512-BF16 CPUs, parallel over OpenMP.
+// The decode step on AVX512-BF16 CPUs: its memory-bound parts (the linears and single-query
+// attention, parallel over OpenMP) and the small per-token work between them (RMSNorm, RoPE and
+// the cache write), done in one call each instead of a dozen PyTorch ops.
 //
 // janus_rows_*: y (M, N) bf16 = x (M, K) bf16 @ W^T (* scale) (+ bias) for a few rows M,
 // streaming W once. W is stored in "pair blocks": outputs in blocks of 64 for bf16, 48 for
@@ -126,6 +128,30 @@ void attend_head(const uint16_t* q, const uint16_t* k, const uint16_t* v, const 
         _mm256_storeu_si256((__m256i*)(out + j * 16), (__m256i)_mm512_cvtneps_pbh(acc[j]));
 }
 
+// 16 bf16 -> 16 fp32 (exact); 16 fp32 -> 16 bf16, rounded to nearest even like PyTorch's casts.
+inline __m512 widen16(const uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+}
+inline __m512 round16(__m512 v) {  // through bf16 and back
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v)), 16));
+}
+inline void store16(uint16_t* p, __m512 v) { _mm256_storeu_si256((__m256i*)p, (__m256i)_mm512_cvtneps_pbh(v)); }
+
+// One head: out = bf16(bf16(x * cos) + bf16(rotate_half(x) * sin)), the roundings of PyTorch's
+// bf16 `x * cos + rotate_half(x) * sin`; rotate_half(x) = [-x2, x1] for halves x1, x2.
+inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t D) {
+    const int64_t h = D / 2;
+    for (int64_t i = 0; i < h; i += 16) {
+        __m512 a = widen16(x + i), b = widen16(x + h + i);
+        __m512 lo = _mm512_add_ps(round16(_mm512_mul_ps(a, widen16(cos + i))),
+                                  round16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), b), widen16(sin + i))));
+        __m512 hi = _mm512_add_ps(round16(_mm512_mul_ps(b, widen16(cos + h + i))),
+                                  round16(_mm512_mul_ps(a, widen16(sin + h + i))));
+        store16(out + i, lo);
+        store16(out + h + i, hi);
+    }
+}
+
 }  // namespace
 
 extern "C" {
@@ -156,5 +182,39 @@ void janus_rows_bf16(const uint16_t* x, const uint16_t* w, const float* scale, c
 void janus_rows_int8(const uint16_t* x, const int8_t* w, const float* scale, const float* bias, uint16_t* y,
                      int64_t M, int64_t N, int64_t K) {
     linear<3, 8>(x, w, scale, bias, y, M, N, K);
+}
+
+// LlamaRMSNorm in bf16 for M rows of C (C % 16 == 0): y = w * bf16(x * rsqrt(mean(x^2) + eps)),
+// the mean in fp32. Serial: a row is 2-4 KB, less than a parallel region costs.
+void janus_rmsnorm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M, int64_t C, float eps) {
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t* xr = x + m * C;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t c = 0; c < C; c += 16) {
+            __m512 v = widen16(xr + c);
+            acc = _mm512_fmadd_ps(v, v, acc);
+        }
+        const __m512 r = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)C + eps));
+        for (int64_t c = 0; c < C; c += 16)
+            store16(y + m * C + c, _mm512_mul_ps(widen16(w + c), round16(_mm512_mul_ps(widen16(xr + c), r))));
+    }
+}
+
+// One new token per row b < B: q, k, v are row b's projections (ROW elements apart from row to
+// row; q holds H heads of D, k and v Hkv heads). Writes rope(q) to q_out (B, H, D), and rope(k)
+// and v to the caches at one slot: KC, VC point at [0, 0, slot] of (B, Hkv, S, D) caches whose
+// rows and heads are STRIDE_B and STRIDE_H apart. COS, SIN (D,) are row b's at COS_ROW * b.
+void janus_rope_step(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t row, const uint16_t* cos,
+                     const uint16_t* sin, int64_t cos_row, uint16_t* q_out, uint16_t* kc, uint16_t* vc, int64_t B,
+                     int64_t H, int64_t Hkv, int64_t D, int64_t stride_b, int64_t stride_h) {
+    for (int64_t b = 0; b < B; b++) {
+        const uint16_t *c = cos + b * cos_row, *s = sin + b * cos_row;
+        for (int64_t h = 0; h < H; h++) rope_head(q + b * row + h * D, c, s, q_out + (b * H + h) * D, D);
+        for (int64_t h = 0; h < Hkv; h++) {
+            const int64_t at = b * stride_b + h * stride_h;
+            rope_head(k + b * row + h * D, c, s, kc + at, D);
+            for (int64_t i = 0; i < D; i++) vc[at + i] = v[b * row + h * D + i];
+        }
+    }
 }
 }

@@ -22,9 +22,13 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * x32.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
 
 
 class KVCache(nn.Module):
@@ -58,17 +62,28 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(c, cfg.num_kv_heads * d, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * d, c, bias=False)
         self.cache: KVCache | None = None
-        self.attend = attend  # a device's own kernel may replace it (pipelines/session.py)
+        self.attend = attend  # a device's own kernel may replace it (kernels/layers.py)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
-        q, k = rope(q, cos, sin), rope(k, cos, sin)
-        k, v = self.cache.update(pos, k, v, used)  # (B, Hkv, S, D)
+        q, k, v = self.place(*self.project(x), cos, sin, pos, used)  # (B, H, T, D), (B, Hkv, S, D) x2
         y = self.attend(q, k, v, mask)  # (B, H, T, D)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))  # (B, T, C)
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, T, C) -> q (B, T, H*D), k and v (B, T, Hkv*D)."""
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
+    def place(self, q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, used: int | None):
+        """RoPE on q and k, k and v into the cache at POS; returns q (B, H, T, D) and the cache's
+        first USED positions of k and v (B, Hkv, S, D)."""
+        b, t, _ = q.shape
+        q = q.view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, D)
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        k, v = self.cache.update(pos, k, v, used)
+        return q, k, v
 
 
 class MLP(nn.Module):

@@ -12,7 +12,8 @@ from janus_cli.checkpoints.load import load_model
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
-from janus_cli.kernels.rows import RowsLinear, attend_one, fits, rows_kernels_available
+from janus_cli.kernels.layers import use_rows_layers
+from janus_cli.kernels.rows import RowsLinear, fits, rows_kernels_available
 from janus_cli.models.layout import can_pack, pack_linears, swap_linears
 from janus_cli.models.quantize import Int8Linear, quantize_int8
 from janus_cli.runtime import check_compile, choose_quantize
@@ -70,18 +71,18 @@ def prepare_model(
 ) -> nn.Module:
     """In place, after loading: QUANTIZE int8 swaps the LLM and image-head linears; then on the
     CPU, unless COMPILE (the compiler picks its own matmul kernels and cannot trace these), the
-    linears a token step runs become RowsLinears and its single-query attention runs on our
-    kernels where they run (bf16, AVX512-BF16, a C++ compiler: kernels/rows.py), and the rest of
-    the linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
+    LLM's blocks and the linears a token step runs move to our kernels where they run (bf16,
+    AVX512-BF16, a C++ compiler: kernels/layers.py, kernels/rows.py), and the rest of the
+    linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
     if quantize == "int8":
         quantize_int8(model)
     if compile:
         return model
     if rows_kernels_available(device, dtype):
+        if "language_model" in model.TOKEN_STEP and model.language_model is not None:
+            use_rows_layers(model.language_model)
         for part in filter(None, (getattr(model, name) for name in model.TOKEN_STEP)):  # None: not loaded
             swap_linears(part, rows_linear, kinds=(nn.Linear, Int8Linear))
-        for layer in model.language_model.model.layers:
-            layer.self_attn.attend = attend_one
     if can_pack(device, dtype):
         pack_linears(model)
     return model

@@ -1,0 +1,117 @@
+"""The decoder's modules on the kernels (kernels/layers.py) against the PyTorch modules they
+replace: RMSNorm and RoPE with the cache write round as PyTorch does, fused projections sum in
+another order, and a whole decoder follows PyTorch's to bf16 rounding."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from janus_cli.config import LlamaConfig
+from janus_cli.kernels import build
+from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, use_rows_layers
+from janus_cli.kernels.rows import RowsLinear
+from janus_cli.models.llama import MLP, Attention, KVCache, Llama, RMSNorm, rms_norm
+
+pytestmark = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}")
+BF16 = torch.bfloat16
+
+
+def randomized(module: nn.Module, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.1, generator=gen)
+    return module.to(BF16)
+
+
+def ulps(a: torch.Tensor, b: torch.Tensor) -> int:
+    """Largest distance in bf16 steps (same-sign values)."""
+    return (a.view(torch.int16).int() - b.view(torch.int16).int()).abs().max().item()
+
+
+@pytest.mark.parametrize("rows,c", [(1, 2048), (3, 64), (600, 256)])
+def test_rmsnorm_rounds_as_pytorch(rows, c):
+    norm = randomized(RMSNorm(c, 1e-6), c)
+    norm.weight.data.abs_()  # same-sign outputs for ulps()
+    x = torch.randn(rows, c, generator=torch.Generator().manual_seed(rows)).abs().to(BF16) * 3
+    y = RowsRMSNorm(norm)(x)
+    # only the mean's fp32 summation order differs: at most one bf16 step, rarely
+    assert ulps(y, rms_norm(x, norm.weight, norm.eps)) <= 1
+    assert torch.equal(RowsRMSNorm(norm)(x.float()), rms_norm(x.float(), norm.weight, norm.eps))  # fp32: PyTorch's
+
+
+def attention(heads: int, kv_heads: int, d: int, seed: int) -> Attention:
+    cfg = LlamaConfig(hidden_size=heads * d, intermediate_size=64, num_layers=1, num_heads=heads, num_kv_heads=kv_heads,
+                      vocab_size=64, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=64)  # fmt: skip
+    return randomized(Attention(cfg), seed)
+
+
+@pytest.mark.parametrize("heads,kv_heads,d", [(4, 2, 64), (2, 2, 128)])  # GQA; Janus's head size
+@pytest.mark.parametrize("per_row", [False, True])  # one RoPE angle for all rows; each its own (left padding)
+def test_rope_into_the_cache_is_pytorchs_to_the_bit(heads, kv_heads, d, per_row):
+    ref = attention(heads, kv_heads, d, seed=d)
+    fast = RowsAttention(copy.deepcopy(ref))
+    b, slots, gen = 3, 7, torch.Generator().manual_seed(0)
+    for m in (ref, fast):
+        m.cache = KVCache(b, kv_heads, slots, d, BF16, torch.device("cpu"))
+    for slot in (0, 4):
+        qkv = torch.randn(b, 1, (heads + 2 * kv_heads) * d, generator=gen).to(BF16)  # a fused projection's output
+        q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+        cos, sin = (torch.randn(b if per_row else 1, 1, 1, d, generator=gen).to(BF16) for _ in range(2))
+        pos = torch.tensor([slot])
+        want = Attention.place(ref, q, k, v, cos, sin, pos, slot + 1)
+        got = fast.place(q, k, v, cos, sin, pos, slot + 1)
+        for w, g in zip(want, got):  # q (B, H, 1, D); the cache's first slot + 1 keys and values
+            assert g.shape == w.shape and torch.equal(g, w)
+    assert torch.equal(fast.cache.k, ref.cache.k) and torch.equal(fast.cache.v, ref.cache.v)
+
+
+def test_rope_outside_the_kernels_reach_goes_to_pytorch(monkeypatch):
+    fast = RowsAttention(attention(2, 2, 16, seed=0))  # D = 16: not a multiple of 32
+    fast.cache = KVCache(1, 2, 4, 16, BF16, torch.device("cpu"))
+    calls = []
+    monkeypatch.setattr(Attention, "place", lambda self, *a: calls.append(a[0].shape))
+    x = torch.randn(1, 1, 3 * 32).to(BF16)
+    fast.place(*x.split(32, -1), torch.ones(1, 1, 1, 16, dtype=BF16), torch.zeros(1, 1, 1, 16, dtype=BF16), torch.tensor([0]), 1)
+    assert calls == [(1, 1, 32)]
+
+
+@pytest.mark.parametrize("rows", [1, 8])
+def test_fused_projections_compute_the_separate_ones(rows):
+    ref_attn = attention(4, 2, 32, seed=1)
+    mlp = randomized(MLP(LlamaConfig(hidden_size=128, intermediate_size=96, num_layers=1, num_heads=4, num_kv_heads=2, vocab_size=64)), 2)
+    x = torch.randn(rows, 1, 128, generator=torch.Generator().manual_seed(rows)).to(BF16)
+    fused = RowsAttention(ref_attn)
+    for got, want in zip(fused.project(x), (ref_attn.q_proj(x), ref_attn.k_proj(x), ref_attn.v_proj(x))):
+        assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= 8e-3 * want.abs().max()
+    got, want = RowsMLP(mlp)(x), mlp(x)
+    assert (got.float() - want.float()).abs().max() <= 1e-2 * want.abs().max()
+    assert isinstance(fused.qkv_proj, RowsLinear) and fused.qkv_proj.out_features == (4 + 2 * 2) * 32
+
+
+def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
+    """A prefill (PyTorch's RoPE path inside the swapped modules) and token steps (the kernels'),
+    left padding included: hidden states agree to bf16 rounding, and the steps take the kernels."""
+    cfg = LlamaConfig(hidden_size=128, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64)
+    ref = randomized(Llama(cfg), 3)
+    fast = copy.deepcopy(ref)
+    use_rows_layers(fast)
+    assert all(isinstance(layer.self_attn, RowsAttention) for layer in fast.model.layers)
+    fallbacks = []
+    place = Attention.place
+    monkeypatch.setattr(Attention, "place", lambda self, q, *a: fallbacks.append(q.shape[1]) or place(self, q, *a))
+    pad = torch.tensor([0, 2])  # row 1's prompt is two tokens shorter
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 5, 128, generator=gen).to(BF16)
+    for m in (ref, fast):
+        m.setup_cache(rows=2, length=9)
+    hidden = [m(x, torch.arange(5), used=5, pad=pad) for m in (ref, fast)]
+    for step in range(5, 9):
+        x = torch.randn(2, 1, 128, generator=gen).to(BF16)
+        hidden += [m(x, torch.tensor([step]), used=step + 1, pad=pad) for m in (ref, fast)]
+    for want, got in zip(hidden[0::2], hidden[1::2]):
+        assert (got.float() - want.float()).abs().max() <= 3e-2 * want.abs().max()
+    # PyTorch's RoPE: both models' prefills (2 layers each) and ref's 4 steps; none of fast's steps
+    assert fallbacks == [5] * 4 + [1] * 8

@@ -28,8 +28,8 @@ def load_strict(
         rename: maps a checkpoint key to the model's parameter name, or None for a tensor the
             checkpoint is known to carry but inference never uses (it is dropped).
         dtype: cast floating tensors to this dtype (None keeps the checkpoint's).
-        leave_out: top-level attributes of MODEL checked like the rest but not loaded: they
-            become None, and their tensors are never read.
+        leave_out: submodules of MODEL (dotted names) checked like the rest but not loaded:
+            they become None, and their tensors are never read.
     Raises:
         CheckpointError: listing missing, unexpected and mis-shaped keys.
     """
@@ -57,13 +57,19 @@ def load_strict(
         problems.append(f"unexpected {len(unexpected)} tensors: {_few(unexpected)}")
     if problems:
         raise CheckpointError(f"{where}: checkpoint does not match its config: " + "; ".join(problems))
-    for top in leave_out:
-        setattr(model, top, None)
-    mapped = {name: t for name, t in mapped.items() if name.split(".", 1)[0] not in leave_out}
+    for path in leave_out:
+        drop(model, path)
+    mapped = {name: t for name, t in mapped.items() if not any(name == p or name.startswith(p + ".") for p in leave_out)}
     for name, t in mapped.items():
         cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
         mapped[name] = t.to(device=device, dtype=cast)
     model.load_state_dict(mapped, strict=True, assign=True)
+
+
+def drop(model: nn.Module, path: str) -> None:
+    """Set MODEL's submodule or parameter at the dotted PATH to None."""
+    parent, _, leaf = path.rpartition(".")
+    setattr(model.get_submodule(parent), leaf, None)
 
 
 def _few(keys: list[str]) -> str:

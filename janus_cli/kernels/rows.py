@@ -85,7 +85,7 @@ class RowsLinear(nn.Module):
     def from_linears(cls, *linears: nn.Module) -> RowsLinear:
         """One RowsLinear for LINEARS of one input (all bf16 or all int8): their outputs side by
         side, in one call instead of one each."""
-        w = torch.cat([lin.weight.detach() for lin in linears])  # (N, K)
+        w = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 else linears[0].weight.detach()  # (N, K)
         n, k = w.shape
         scales = [getattr(lin, "scale", None) for lin in linears]
         scale = None if scales[0] is None else torch.cat(scales).float()

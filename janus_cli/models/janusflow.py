@@ -22,9 +22,10 @@ from janus_cli.models.uvit import ShallowUViTDecoder, ShallowUViTEncoder
 
 class JanusFlowModel(nn.Module):
     TOKEN_STEP = ("language_model",)  # a few rows at a time for text answers; many in flow steps
-    # What each kind of work reads besides the LLM: a session for one kind never loads the other.
+    # What each kind of work reads besides the LLM's embeddings and blocks: a session for one kind
+    # never loads the other's.
     PARTS = {
-        "understanding": ("vision_und_enc_model", "vision_und_enc_aligner", "beg_of_und_embed"),
+        "understanding": ("vision_und_enc_model", "vision_und_enc_aligner", "beg_of_und_embed", "language_model.lm_head"),
         "generation": ("vision_gen_enc_model", "vision_gen_enc_aligner", "vision_gen_dec_aligner_norm",
                        "vision_gen_dec_aligner", "vision_gen_dec_model"),
     }  # fmt: skip

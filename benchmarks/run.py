@@ -50,14 +50,18 @@ GiB = 2**30
 
 
 def bandwidth_gbs(dtype: torch.dtype) -> float:
-    x = torch.ones(GiB // torch.tensor([], dtype=dtype).element_size(), dtype=dtype)
+    return read_gbs(torch.ones(GiB // torch.tensor([], dtype=dtype).element_size(), dtype=dtype), 5)
+
+
+def read_gbs(x: Tensor, reps: int = 3) -> float:
+    """How fast `x.sum()` streams X (far beyond the caches): the best of REPS."""
     x.sum()
     times = []
-    for _ in range(5):
+    for _ in range(reps):
         t = time.perf_counter()
         x.sum()
         times.append(time.perf_counter() - t)
-    return GiB / min(times) / 1e9
+    return x.numel() * x.element_size() / min(times) / 1e9
 
 
 def idle_cores() -> int:
@@ -176,14 +180,17 @@ def step_times_from(items: Iterator[Tensor], t: float) -> list[float]:
 
 
 def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], contexts: list[int],
-                 steps: int, reps: int, bandwidth: float, compile: bool = False) -> list[dict]:  # fmt: skip
+                 steps: int, reps: int, compile: bool = False) -> list[dict]:  # fmt: skip
     """Per N and context: janus (and janus int8 for N in INT8_NS, and janus --compile if COMPILE)
-    against the peer, interleaved."""
+    against the peer, interleaved, and the read bandwidth between them: a case's floor uses the
+    best the machine streamed during that case (on a shared machine it swings 30-60 GB/s within
+    minutes, so a figure from the start would misplace every later roofline)."""
     peer = peer_model(model)
     janus = janus_copy(model)
     quantized = janus_copy(model, "int8") if int8_ns else None
     compiled = janus_copy(model, compile=True) if compile else None
     dt = str(dtype).removeprefix("torch.")
+    probe = torch.ones(GiB // 4, dtype=torch.bfloat16)  # 512 MiB
     rows = []
     for n in ns:
         for context in contexts:
@@ -199,10 +206,12 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
             if compile:  # compiling (minutes, once per shape) is not a step
                 list(janus_codes(compiled, ids, n, 3, compile=True))
             times: dict[str, list[float]] = {k: [] for k in [*runs, "peer"]}
+            bandwidth = 0.0
             for _ in range(reps):  # interleave, so load changes hit all alike
                 for name, m in runs.items():
                     times[name] += step_times(janus_codes(m, ids, n, steps, compile=name == "compiled"))
                 times["peer"] += step_times(peer_codes(model, peer, ids, n, steps))
+                bandwidth = max(bandwidth, read_gbs(probe))
             b = statistics.median(times["peer"])
             for name, m in runs.items():
                 a = statistics.median(times[name])
@@ -211,10 +220,11 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
                 row = {"case": f"decode step Janus-Pro-1B {label} N={n} ctx {context}", "dtype": dt, "int8": name == "int8",
                        "compiled": name == "compiled",
                        "n": n, "context": context, "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a,
-                       "floor_ms": floor * 1e3, "roofline_fraction": floor / a, "images_per_s": n / (IMAGE_TOKENS * a)}  # fmt: skip
+                       "floor_ms": floor * 1e3, "bandwidth_gbs": bandwidth, "roofline_fraction": floor / a,
+                       "images_per_s": n / (IMAGE_TOKENS * a)}  # fmt: skip
                 rows.append(row)
                 print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}  "
-                      f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
+                      f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
     return rows
 
 
@@ -325,7 +335,7 @@ def vae_decode_case(dtype: torch.dtype, reps: int) -> dict | None:
     return {**decoder_row(f"SDXL-VAE decode 1 image {str(dtype).removeprefix('torch.')}", a, b), "max_abs_diff": diff}
 
 
-def decode_7b_case(steps: int, bandwidth: float) -> dict | None:
+def decode_7b_case(steps: int) -> dict | None:
     """Janus-Pro-7B's bf16 image-token step at N=1. Our kernels re-lay the weights out, and two
     14 GB copies do not fit in 24 GB: the peer runs first on the loaded weights, then the same
     model is prepared in place for janus, so these two are not interleaved."""
@@ -337,12 +347,14 @@ def decode_7b_case(steps: int, bandwidth: float) -> dict | None:
     peer = statistics.median(step_times(peer_codes(model, peer_model(model), ids, 1, steps)))
     janus = prepare_model(model, torch.device("cpu"), torch.bfloat16)
     a = statistics.median(step_times(janus_codes(janus, ids, 1, steps)))
+    bandwidth = read_gbs(torch.ones(GiB // 4, dtype=torch.bfloat16))  # right after, as decode_cases does
     floor = decode_path_bytes(janus) / (bandwidth * 1e9)
     row = {"case": "decode step Janus-Pro-7B bfloat16 N=1 ctx 40 (not interleaved)", "dtype": "bfloat16", "int8": False,
            "compiled": False, "n": 1, "context": 40, "model": "Janus-Pro-7B", "janus_ms": a * 1e3, "peer_ms": peer * 1e3,
-           "speedup": peer / a, "floor_ms": floor * 1e3, "roofline_fraction": floor / a, "images_per_s": 1 / (IMAGE_TOKENS * a)}  # fmt: skip
+           "speedup": peer / a, "floor_ms": floor * 1e3, "bandwidth_gbs": bandwidth, "roofline_fraction": floor / a,
+           "images_per_s": 1 / (IMAGE_TOKENS * a)}  # fmt: skip
     print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {peer * 1e3:7.1f} ms  speed-up x{peer / a:.2f}  "
-          f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms)", flush=True)  # fmt: skip
+          f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)", flush=True)  # fmt: skip
     return row
 
 
@@ -471,12 +483,11 @@ def main() -> None:
     print(f"threads: {torch.get_num_threads()} of {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at start)")
     # Bytes per second do not depend on the dtype, but summing bf16 can be compute-bound on one
     # thread: the floors use the higher reading, so the roofline fractions are not flattered.
-    floor_bw = max(bw.values())
-    result["floor_bandwidth_gbs"] = floor_bw
-    print(f"read bandwidth: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s (floors use {floor_bw:.1f})", flush=True)
+    print(f"read bandwidth at the start: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s "
+          "(a decode case's floor uses the best measured between its runs)", flush=True)  # fmt: skip
     rows = result["cases"]
     model = random_model("Janus-Pro-1B", torch.bfloat16)
-    rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, floor_bw, args.compile)
+    rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, args.compile)
     rows.append(int8_quality(model, 32 if args.quick else 64))
     rows += understanding_case(model, 600, 8 if args.quick else 24, 1 if args.quick else 3)
     rows.append(vq_decode_case(model, 2 if args.quick else 5))
@@ -486,7 +497,7 @@ def main() -> None:
     # headroom for whoever shares the machine.
     if available_bytes() > 18 * GiB:
         model = random_model("Janus-Pro-1B", torch.float32)
-        rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, 1 if args.quick else reps, floor_bw)
+        rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, 1 if args.quick else reps)
         del model
     else:
         print(f"skipped fp32 decode: {available_bytes() / GiB:.1f} GiB of memory available, under 18", flush=True)
@@ -496,7 +507,7 @@ def main() -> None:
     del flow
     rows.append(peak_rss_case(16 if args.quick else IMAGE_TOKENS))
     if not args.quick:
-        rows += [r for r in [decode_7b_case(steps, floor_bw)] if r]
+        rows += [r for r in [decode_7b_case(steps)] if r]
     n1 = next(r for r in rows if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"])
     n16 = next(r for r in rows if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"])
     result["images_per_s_n16_over_n1"] = n16["images_per_s"] / n1["images_per_s"]

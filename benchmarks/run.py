@@ -17,6 +17,7 @@ machines: read the ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -182,9 +183,10 @@ def step_times_from(items: Iterator[Tensor], t: float) -> list[float]:
 def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], contexts: list[int],
                  steps: int, reps: int, compile: bool = False) -> list[dict]:  # fmt: skip
     """Per N and context: janus (and janus int8 for N in INT8_NS, and janus --compile if COMPILE)
-    against the peer, interleaved, and the read bandwidth between them: a case's floor uses the
-    best the machine streamed during that case (on a shared machine it swings 30-60 GB/s within
-    minutes, so a figure from the start would misplace every later roofline)."""
+    against the peer, interleaved. The read bandwidth is measured right before each janus run, and
+    a run's roofline fraction is its floor at that bandwidth over its median step: on a shared
+    machine the bandwidth swings 30-60 GB/s within minutes, so a figure from the start would
+    misplace every later roofline. The row gives the median fraction and the median bandwidth."""
     peer = peer_model(model)
     janus = janus_copy(model)
     quantized = janus_copy(model, "int8") if int8_ns else None
@@ -206,13 +208,17 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
             if compile:  # compiling (minutes, once per shape) is not a step
                 list(janus_codes(compiled, ids, n, 3, compile=True))
             times: dict[str, list[float]] = {k: [] for k in [*runs, "peer"]}
-            bandwidth = 0.0
+            fractions: dict[str, list[float]] = {k: [] for k in runs}
+            bandwidths = []
             for _ in range(reps):  # interleave, so load changes hit all alike
                 for name, m in runs.items():
-                    times[name] += step_times(janus_codes(m, ids, n, steps, compile=name == "compiled"))
+                    bandwidths.append(read_gbs(probe, 2))  # paired with the run that follows
+                    t = step_times(janus_codes(m, ids, n, steps, compile=name == "compiled"))
+                    times[name] += t
+                    fractions[name].append(decode_path_bytes(m) / (bandwidths[-1] * 1e9) / statistics.median(t))
                 times["peer"] += step_times(peer_codes(model, peer, ids, n, steps))
-                bandwidth = max(bandwidth, read_gbs(probe))
             b = statistics.median(times["peer"])
+            bandwidth = statistics.median(bandwidths)
             for name, m in runs.items():
                 a = statistics.median(times[name])
                 floor = decode_path_bytes(m) / (bandwidth * 1e9)
@@ -220,11 +226,11 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
                 row = {"case": f"decode step Janus-Pro-1B {label} N={n} ctx {context}", "dtype": dt, "int8": name == "int8",
                        "compiled": name == "compiled",
                        "n": n, "context": context, "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a,
-                       "floor_ms": floor * 1e3, "bandwidth_gbs": bandwidth, "roofline_fraction": floor / a,
+                       "floor_ms": floor * 1e3, "bandwidth_gbs": bandwidth, "roofline_fraction": statistics.median(fractions[name]),
                        "images_per_s": n / (IMAGE_TOKENS * a)}  # fmt: skip
                 rows.append(row)
                 print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}  "
-                      f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
+                      f"roofline {row['roofline_fraction']:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
     return rows
 
 
@@ -381,22 +387,48 @@ def flow_step_case(model, prompt_length: int, reps: int) -> dict:
     uncond = [ids[0]] + [100015] * (len(ids) - 1)
     z = torch.randn(1, 4, 48, 48, generator=torch.Generator().manual_seed(0)).to(dtype)
     t = time_grid(30, dtype)[0][:1]
-    cached, full = [], []
+    llm = model.language_model
+    cached, full, llm_cached, llm_full = [], [], [], []
     for _ in range(reps):  # interleaved; the prefix prefill (once per image) is not timed
         fp = prefill_prompt(model, [ids], [uncond], [0], 576)
-        start = time.perf_counter()
-        velocity(model, fp, z, t)
-        cached.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        recompute_velocity(model, ids, uncond, z, t)
-        full.append(time.perf_counter() - start)
+        with timed_forward(llm) as llm_time:
+            start = time.perf_counter()
+            velocity(model, fp, z, t)
+            cached.append(time.perf_counter() - start)
+        llm_cached.append(sum(llm_time))
+        with timed_forward(llm) as llm_time:
+            start = time.perf_counter()
+            recompute_velocity(model, ids, uncond, z, t)
+            full.append(time.perf_counter() - start)
+        llm_full.append(sum(llm_time))
     a, b = statistics.median(cached), statistics.median(full)
+    llm_ratio = statistics.median(llm_full) / statistics.median(llm_cached)
     bound = (len(ids) - 1 + 577) / 577
     row = {"case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 prompt {len(ids)}",
-           "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a, "predicted": bound}  # fmt: skip
-    print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f} "
-          f"(the prompt length predicts x{bound:.2f})", flush=True)  # fmt: skip
+           "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a, "llm_speedup": llm_ratio, "predicted": bound}  # fmt: skip
+    print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}, "
+          f"of the LLM part x{llm_ratio:.2f} (the prompt length predicts x{bound:.2f})", flush=True)  # fmt: skip
     return row
+
+
+@contextlib.contextmanager
+def timed_forward(module) -> Iterator[list[float]]:
+    """The durations of MODULE's forward calls inside the block (the non-LLM parts of a flow
+    step, the same in both loops, dilute the ratio the prompt length predicts)."""
+    durations: list[float] = []
+    forward = module.forward
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = forward(*args, **kwargs)
+        durations.append(time.perf_counter() - start)
+        return out
+
+    module.forward = timed
+    try:
+        yield durations
+    finally:
+        del module.forward  # the class's forward again
 
 
 def rss_child(who: str, steps: int) -> None:

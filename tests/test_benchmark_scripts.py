@@ -50,3 +50,14 @@ def test_cache_and_weight_bytes_follow_the_config():
     assert run.kv_bytes(model, rows=8, positions=600) == 2 * c.num_layers * c.num_kv_heads * c.head_dim * 8 * 600 * 2
     parts = [model.language_model.model.layers, model.language_model.model.norm, model.gen_head, model.gen_aligner]
     assert run.decode_path_bytes(model) == 2 * sum(p.numel() for m in parts for p in m.parameters())
+
+
+def test_timed_forward_times_each_call_and_restores_the_module():
+    run = script("run")
+    linear = torch.nn.Linear(4, 4)
+    with run.timed_forward(linear) as durations:
+        linear(torch.ones(4))
+        linear(torch.ones(4))
+    linear(torch.ones(4))
+    assert len(durations) == 2 and all(d > 0 for d in durations)
+    assert "forward" not in vars(linear)

@@ -26,6 +26,11 @@ def randomized(module: nn.Module, seed: int) -> nn.Module:
     return module.to(BF16)
 
 
+def bits(x: torch.Tensor) -> torch.Tensor:
+    """bf16 X's bit patterns: equal bits tell -0.0 from 0.0, as torch.equal does not."""
+    return x.contiguous().view(torch.int16)
+
+
 def ulps(a: torch.Tensor, b: torch.Tensor) -> int:
     """Largest distance in bf16 steps (same-sign values)."""
     return (a.view(torch.int16).int() - b.view(torch.int16).int()).abs().max().item()
@@ -58,14 +63,15 @@ def test_rope_into_the_cache_is_pytorchs_to_the_bit(heads, kv_heads, d, per_row)
         m.cache = KVCache(b, kv_heads, slots, d, BF16, torch.device("cpu"))
     for slot in (0, 4):
         qkv = torch.randn(b, 1, (heads + 2 * kv_heads) * d, generator=gen).to(BF16)  # a fused projection's output
+        qkv[..., ::16] = 0.0  # zero pairs (x[i], x[i + D/2]): the signs of -0.0 must match too
         q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
         cos, sin = (torch.randn(b if per_row else 1, 1, 1, d, generator=gen).to(BF16) for _ in range(2))
         pos = torch.tensor([slot])
         want = Attention.place(ref, q, k, v, cos, sin, pos, slot + 1)
         got = fast.place(q, k, v, cos, sin, pos, slot + 1)
         for w, g in zip(want, got):  # q (B, H, 1, D); the cache's first slot + 1 keys and values
-            assert g.shape == w.shape and torch.equal(g, w)
-    assert torch.equal(fast.cache.k, ref.cache.k) and torch.equal(fast.cache.v, ref.cache.v)
+            assert g.shape == w.shape and torch.equal(bits(g), bits(w))
+    assert torch.equal(bits(fast.cache.k), bits(ref.cache.k)) and torch.equal(bits(fast.cache.v), bits(ref.cache.v))
 
 
 def test_rope_outside_the_kernels_reach_goes_to_pytorch(monkeypatch):
@@ -115,3 +121,12 @@ def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
         assert (got.float() - want.float()).abs().max() <= 3e-2 * want.abs().max()
     # PyTorch's RoPE: both models' prefills (2 layers each) and ref's 4 steps; none of fast's steps
     assert fallbacks == [5] * 4 + [1] * 8
+
+
+def test_a_slot_past_the_cache_is_pytorchs_error_not_a_stray_write():
+    fast = RowsAttention(attention(2, 2, 32, seed=0))
+    fast.cache = KVCache(1, 2, 4, 32, BF16, torch.device("cpu"))
+    qkv = torch.randn(1, 1, 3 * 64).to(BF16)
+    rope = torch.ones(1, 1, 1, 32, dtype=BF16)
+    with pytest.raises((IndexError, RuntimeError)):
+        fast.place(*qkv.split(64, -1), rope, rope, torch.tensor([4]), 5)  # slot 4 of a 4-slot cache

@@ -28,8 +28,8 @@ def load_strict(
         rename: maps a checkpoint key to the model's parameter name, or None for a tensor the
             checkpoint is known to carry but inference never uses (it is dropped).
         dtype: cast floating tensors to this dtype (None keeps the checkpoint's).
-        leave_out: submodules of MODEL (dotted names) checked like the rest but not loaded:
-            they become None, and their tensors are never read.
+        leave_out: submodules or parameters of MODEL (dotted paths) checked like the rest but
+            not loaded: they become None, and their tensors are never read.
     Raises:
         CheckpointError: listing missing, unexpected and mis-shaped keys.
     """

@@ -54,10 +54,11 @@ class RowsAttention(Attention):
     def place(self, q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, used: int | None):
         b, t, _ = q.shape
         d = self.head_dim
-        rows = cos.reshape(-1, d)  # (1 or B, D): one token per row
+        cos_rows, sin_rows = cos.reshape(-1, d), sin.reshape(-1, d)  # (1 or B, D): one token per row
         usable = (
-            t == 1 and used is not None and q.dtype == cos.dtype == torch.bfloat16 and d % 32 == 0
-            and q.stride(0) == k.stride(0) == v.stride(0) and rows.is_contiguous()
+            t == 1 and used is not None and used <= self.cache.k.shape[2] and d % 32 == 0
+            and q.dtype == cos.dtype == sin.dtype == torch.bfloat16 and q.stride(0) == k.stride(0) == v.stride(0)
+            and cos_rows.is_contiguous() and sin_rows.is_contiguous()
         )  # fmt: skip
         if not usable:
             return super().place(q, k, v, cos, sin, pos, used)
@@ -65,8 +66,8 @@ class RowsAttention(Attention):
         cache, slot = self.cache, used - 1
         q_out = torch.empty(b, self.heads, 1, d, dtype=q.dtype)  # (B, H, 1, D)
         load_rows()[0].janus_rope_step(
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), q.stride(0), rows.data_ptr(), sin.reshape(-1, d).data_ptr(),
-            d if rows.shape[0] > 1 else 0, q_out.data_ptr(), cache.k[:, :, slot].data_ptr(), cache.v[:, :, slot].data_ptr(),
+            q.data_ptr(), k.data_ptr(), v.data_ptr(), q.stride(0), cos_rows.data_ptr(), sin_rows.data_ptr(),
+            d if cos_rows.shape[0] > 1 else 0, q_out.data_ptr(), cache.k[:, :, slot].data_ptr(), cache.v[:, :, slot].data_ptr(),
             b, self.heads, self.kv_heads, d, cache.k.stride(0), cache.k.stride(1),
         )  # fmt: skip
         return q_out, cache.k[:, :, :used], cache.v[:, :, :used]
@@ -98,4 +99,3 @@ def use_rows_layers(llm: Llama) -> None:
         layer.input_layernorm = RowsRMSNorm(layer.input_layernorm)
         layer.post_attention_layernorm = RowsRMSNorm(layer.post_attention_layernorm)
     llm.model.norm = RowsRMSNorm(llm.model.norm)
-

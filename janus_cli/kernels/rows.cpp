@@ -143,8 +143,8 @@ inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* si
     const int64_t h = D / 2;
     for (int64_t i = 0; i < h; i += 16) {
         __m512 a = widen16(x + i), b = widen16(x + h + i);
-        __m512 lo = _mm512_add_ps(round16(_mm512_mul_ps(a, widen16(cos + i))),
-                                  round16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), b), widen16(sin + i))));
+        const __m512 minus_b = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(b), _mm512_set1_epi32(INT32_MIN)));
+        __m512 lo = _mm512_add_ps(round16(_mm512_mul_ps(a, widen16(cos + i))), round16(_mm512_mul_ps(minus_b, widen16(sin + i))));
         __m512 hi = _mm512_add_ps(round16(_mm512_mul_ps(b, widen16(cos + h + i))),
                                   round16(_mm512_mul_ps(a, widen16(sin + h + i))));
         store16(out + i, lo);

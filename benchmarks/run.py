@@ -234,6 +234,70 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
     return rows
 
 
+def hf_janus_model(model):
+    """transformers' own `JanusForConditionalGeneration` (the deepseek-community port) on our
+    LLM, image head, aligner and code embeddings, renamed by janus convert's own table. The VQ
+    stays on meta (an image-token step never runs it); the vision tower is allocated but left
+    uninitialised, because `generate` takes the model's device and dtype from it."""
+    from transformers import GenerationConfig, JanusConfig as HFJanusConfig, JanusForConditionalGeneration
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+    from janus_cli.checkpoints.transformers_layout import map_key
+
+    c = model.cfg.llm
+    text = dict(model_type="llama", hidden_size=c.hidden_size, intermediate_size=c.intermediate_size, num_hidden_layers=c.num_layers,
+                num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, vocab_size=c.vocab_size,
+                rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta, max_position_embeddings=c.max_position_embeddings)  # fmt: skip
+    cfg = HFJanusConfig(text_config=text, vq_config=dict(projection_dim=c.hidden_size, image_token_embed_dim=c.hidden_size))
+    with torch.device("meta"):
+        peer = JanusForConditionalGeneration(cfg).to(next(model.parameters()).dtype)
+    peer.model.vision_model.to_empty(device="cpu")
+    ours = dict(model.named_parameters())
+    step = ("model.language_model.", "model.generation_")  # what an image-token step reads
+    shared = {k: ours[map_key(k)[0]] for k, _ in peer.named_parameters() if k.startswith(step)}
+    peer.load_state_dict(shared, strict=False, assign=True)
+    peer.model.language_model.rotary_emb = LlamaRotaryEmbedding(peer.config.text_config)  # its buffer was on meta
+    # the published generation_config.json of deepseek-community/Janus-Pro-1B
+    peer.generation_config = GenerationConfig(bos_token_id=100000, eos_token_id=100001, pad_token_id=100015,
+                                              generation_kwargs={"boi_token_id": 100016}, guidance_scale=5.0, do_sample=True)  # fmt: skip
+    return peer.eval()
+
+
+@torch.inference_mode()
+def hf_janus_cases(model, ns: list[int], reps: int) -> list[dict]:
+    """The image-token step of transformers' `generate(generation_mode="image")` (static cache,
+    its CFG logits processor, multinomial) against ours, interleaved. Its loop yields nothing
+    until the end, so a step is the difference of two lengths, (T(12) - T(4)) / 8: the prefill
+    and the setup cancel."""
+    try:
+        peer = hf_janus_model(model)
+    except ImportError as e:
+        print(f"skipped transformers' JanusForConditionalGeneration: {e}", flush=True)
+        return []
+    janus = janus_copy(model)
+    ids = prompt_of(40)
+
+    def peer_run(n: int, tokens: int) -> float:
+        peer.model.vision_model.config.num_image_tokens = tokens
+        start = time.perf_counter()
+        peer.generate(torch.tensor([ids] * n), attention_mask=torch.ones(n, len(ids), dtype=torch.long), generation_mode="image")
+        return time.perf_counter() - start
+
+    rows = []
+    for n in ns:
+        peer_run(n, 2)  # warm-up: first allocations
+        ours, theirs = [], []
+        for _ in range(reps):
+            ours += step_times(janus_codes(janus, ids, n, 10))
+            theirs.append((peer_run(n, 12) - peer_run(n, 4)) / 8)
+        a, b = statistics.median(ours), statistics.median(theirs)
+        row = {"case": f"decode step Janus-Pro-1B bfloat16 N={n} ctx 40 vs JanusForConditionalGeneration", "n": n,
+               "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a}  # fmt: skip
+        print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}", flush=True)
+        rows.append(row)
+    return rows
+
+
 @torch.inference_mode()
 def peer_text(peer, embeds: Tensor, tokens: int) -> Iterator[Tensor]:
     """transformers' greedy `generate` loop over inputs_embeds (the official describe path):
@@ -520,6 +584,7 @@ def main() -> None:
     rows = result["cases"]
     model = random_model("Janus-Pro-1B", torch.bfloat16)
     rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, args.compile)
+    rows += hf_janus_cases(model, [1, 4], 2 if args.quick else 3)
     rows.append(int8_quality(model, 32 if args.quick else 64))
     rows += understanding_case(model, 600, 8 if args.quick else 24, 1 if args.quick else 3)
     rows.append(vq_decode_case(model, 2 if args.quick else 5))

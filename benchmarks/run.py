@@ -416,8 +416,8 @@ def decode_7b_case(steps: int) -> dict | None:
     ids = prompt_of(40)
     peer = statistics.median(step_times(peer_codes(model, peer_model(model), ids, 1, steps)))
     janus = prepare_model(model, torch.device("cpu"), torch.bfloat16)
+    bandwidth = read_gbs(torch.ones(GiB // 4, dtype=torch.bfloat16))  # right before the run, as decode_cases does
     a = statistics.median(step_times(janus_codes(janus, ids, 1, steps)))
-    bandwidth = read_gbs(torch.ones(GiB // 4, dtype=torch.bfloat16))  # right after, as decode_cases does
     floor = decode_path_bytes(janus) / (bandwidth * 1e9)
     row = {"case": "decode step Janus-Pro-7B bfloat16 N=1 ctx 40 (not interleaved)", "dtype": "bfloat16", "int8": False,
            "compiled": False, "n": 1, "context": 40, "model": "Janus-Pro-7B", "janus_ms": a * 1e3, "peer_ms": peer * 1e3,
@@ -447,7 +447,7 @@ def flow_step_case(model, prompt_length: int, reps: int) -> dict:
     so the LLM work and the time shrink by (L' + 577) / 577 for a prompt of L' + 1 tokens: a few
     percent for the usual short prompts (L' ~ 36), more for long ones."""
     dtype = next(model.parameters()).dtype
-    ids = [100000] + list(range(1000, 1000 + prompt_length - 2)) + [100003]
+    ids = prompt_of(prompt_length)
     uncond = [ids[0]] + [100015] * (len(ids) - 1)
     z = torch.randn(1, 4, 48, 48, generator=torch.Generator().manual_seed(0)).to(dtype)
     t = time_grid(30, dtype)[0][:1]
@@ -577,10 +577,10 @@ def main() -> None:
     result = {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d %H:%M"),
               "machine": machine(), "read_bandwidth_gbs": bw, "cases": []}  # fmt: skip
     print(f"threads: {torch.get_num_threads()} of {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at start)")
-    # Bytes per second do not depend on the dtype, but summing bf16 can be compute-bound on one
-    # thread: the floors use the higher reading, so the roofline fractions are not flattered.
+    # The machine's bandwidth at the start, for the record; each decode case measures its own
+    # next to its runs (decode_cases), because it swings within minutes.
     print(f"read bandwidth at the start: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s "
-          "(a decode case's floor uses the best measured between its runs)", flush=True)  # fmt: skip
+          "(a decode case's floor uses the readings taken right before its runs)", flush=True)  # fmt: skip
     rows = result["cases"]
     model = random_model("Janus-Pro-1B", torch.bfloat16)
     rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, args.compile)

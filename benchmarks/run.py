@@ -21,7 +21,6 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,51 +41,15 @@ from janus_cli.prompts import make_uncond_ids
 from janus_cli.sampling.agreement import greedy_agreement
 from janus_cli.sampling.autoregressive import generate_image_tokens
 from janus_cli.sampling.flow import prefill_prompt, recompute_velocity, time_grid, velocity
-from janus_cli.sampling.logits import apply_cfg, make_sampler
+from janus_cli.sampling.logits import make_sampler
 from janus_cli.sampling.text import generate_text
+
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling modules, also when loaded by path (tests)
+from machine import GiB, available_bytes, bandwidth_gbs, idle_cores, machine, read_gbs  # noqa: E402
+from peers import hf_janus_model, peer_codes, peer_model, peer_text, vae_peer, vq_peer  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 IMAGE_TOKENS = 576
-GiB = 2**30
-
-
-def bandwidth_gbs(dtype: torch.dtype) -> float:
-    return read_gbs(torch.ones(GiB // torch.tensor([], dtype=dtype).element_size(), dtype=dtype), 5)
-
-
-def read_gbs(x: Tensor, reps: int = 3) -> float:
-    """How fast `x.sum()` streams X (far beyond the caches): the best of REPS."""
-    x.sum()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        x.sum()
-        times.append(time.perf_counter() - t)
-    return x.numel() * x.element_size() / min(times) / 1e9
-
-
-def idle_cores() -> int:
-    """Cores the rest of the machine leaves free (at least 1). On a shared machine more threads
-    than free cores make every step wait at OpenMP barriers for a descheduled thread: here 2
-    threads beside one busy process ran a decode step 3-4x slower than 1 thread."""
-    return max(1, min(os.cpu_count() or 1, round(os.cpu_count() - os.getloadavg()[0])))
-
-
-def available_bytes() -> int:
-    """MemAvailable: what this run may still allocate without pushing others into swap."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    flags = Path("/proc/cpuinfo").read_text()
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "avx512_bf16": "avx512_bf16" in flags, "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9,
-            "torch": torch.__version__}  # fmt: skip
 
 
 def random_model(name: str, dtype: torch.dtype, parts: tuple[str, ...] | None = None):
@@ -131,39 +94,6 @@ def prompt_of(length: int) -> list[int]:
 def janus_codes(model, ids: list[int], n: int, steps: int, compile: bool = False) -> Iterator[Tensor]:
     sampler = make_sampler(1.0, generators=[torch.Generator().manual_seed(k) for k in range(n)])
     return generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps, compile)
-
-
-def peer_model(model):
-    """transformers' LlamaForCausalLM sharing our weight tensors (names are identical)."""
-    from transformers import LlamaConfig as HFConfig, LlamaForCausalLM
-
-    c = model.cfg.llm
-    hf_cfg = HFConfig(hidden_size=c.hidden_size, intermediate_size=c.intermediate_size, num_hidden_layers=c.num_layers,
-                      num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, vocab_size=c.vocab_size,
-                      rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta, max_position_embeddings=c.max_position_embeddings)  # fmt: skip
-    with torch.device("meta"):
-        peer = LlamaForCausalLM(hf_cfg)
-    peer.load_state_dict(model.language_model.state_dict(), assign=True, strict=False)
-    peer.model.rotary_emb = type(peer.model.rotary_emb)(hf_cfg)  # its inv_freq buffer was on meta
-    return peer.eval()
-
-
-@torch.inference_mode()
-def peer_codes(model, peer, ids: list[int], n: int, steps: int) -> Iterator[Tensor]:
-    """The official generation loop (generation_inference.py): interleaved rows, growing cache."""
-    from transformers import DynamicCache
-
-    rows = torch.tensor([ids, make_uncond_ids(ids, 0)] * n)  # (2N, L) cond/uncond interleaved
-    embeds = peer.model.embed_tokens(rows)
-    cache = DynamicCache()
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        hidden = peer.model(inputs_embeds=embeds, use_cache=True, past_key_values=cache).last_hidden_state
-        logits = model.gen_head(hidden[:, -1])
-        guided = apply_cfg(logits[0::2], logits[1::2], 5.0)
-        codes = torch.multinomial(guided.float().softmax(-1), 1, generator=gen)  # (N, 1)
-        yield codes[:, 0]
-        embeds = model.gen_aligner(model.gen_embed(codes.repeat_interleave(2, dim=0)))  # (2N, 1, C)
 
 
 def step_times(codes: Iterator[Tensor]) -> list[float]:
@@ -234,35 +164,6 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
     return rows
 
 
-def hf_janus_model(model):
-    """transformers' own `JanusForConditionalGeneration` (the deepseek-community port) on our
-    LLM, image head, aligner and code embeddings, renamed by janus convert's own table. The VQ
-    stays on meta (an image-token step never runs it); the vision tower is allocated but left
-    uninitialised, because `generate` takes the model's device and dtype from it."""
-    from transformers import GenerationConfig, JanusConfig as HFJanusConfig, JanusForConditionalGeneration
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    from janus_cli.checkpoints.transformers_layout import map_key
-
-    c = model.cfg.llm
-    text = dict(model_type="llama", hidden_size=c.hidden_size, intermediate_size=c.intermediate_size, num_hidden_layers=c.num_layers,
-                num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, vocab_size=c.vocab_size,
-                rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta, max_position_embeddings=c.max_position_embeddings)  # fmt: skip
-    cfg = HFJanusConfig(text_config=text, vq_config=dict(projection_dim=c.hidden_size, image_token_embed_dim=c.hidden_size))
-    with torch.device("meta"):
-        peer = JanusForConditionalGeneration(cfg).to(next(model.parameters()).dtype)
-    peer.model.vision_model.to_empty(device="cpu")
-    ours = dict(model.named_parameters())
-    step = ("model.language_model.", "model.generation_")  # what an image-token step reads
-    shared = {k: ours[map_key(k)[0]] for k, _ in peer.named_parameters() if k.startswith(step)}
-    peer.load_state_dict(shared, strict=False, assign=True)
-    peer.model.language_model.rotary_emb = LlamaRotaryEmbedding(peer.config.text_config)  # its buffer was on meta
-    # the published generation_config.json of deepseek-community/Janus-Pro-1B
-    peer.generation_config = GenerationConfig(bos_token_id=100000, eos_token_id=100001, pad_token_id=100015,
-                                              generation_kwargs={"boi_token_id": 100016}, guidance_scale=5.0, do_sample=True)  # fmt: skip
-    return peer.eval()
-
-
 @torch.inference_mode()
 def hf_janus_cases(model, ns: list[int], reps: int) -> list[dict]:
     """The image-token step of transformers' `generate(generation_mode="image")` (static cache,
@@ -296,20 +197,6 @@ def hf_janus_cases(model, ns: list[int], reps: int) -> list[dict]:
         print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}", flush=True)
         rows.append(row)
     return rows
-
-
-@torch.inference_mode()
-def peer_text(peer, embeds: Tensor, tokens: int) -> Iterator[Tensor]:
-    """transformers' greedy `generate` loop over inputs_embeds (the official describe path):
-    DynamicCache, logits of the last position only."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    for _ in range(tokens):
-        out = peer(inputs_embeds=embeds, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        ids = out.logits[:, -1].argmax(-1)  # (1,)
-        yield ids
-        embeds = peer.model.embed_tokens(ids[:, None])  # (1, 1, C)
 
 
 def understanding_case(model, prompt_length: int, tokens: int, reps: int) -> dict:
@@ -360,17 +247,8 @@ def decoder_row(case: str, a: float, b: float) -> dict:
 
 @torch.inference_mode()
 def vq_decode_case(model, reps: int) -> dict:
-    """One image's 576 codes through VQ-16: ours against transformers' `JanusVQVAE` (the
-    deepseek-community port) on the same weights, renamed by janus convert's own table."""
-    from transformers import JanusVQVAE, JanusVQVAEConfig
-
-    from janus_cli.checkpoints.transformers_layout import map_key
-
-    with torch.device("meta"):
-        peer = JanusVQVAE(JanusVQVAEConfig(num_patches=24))
-    ours = dict(model.named_parameters())
-    mapped = {k: ours[map_key("model.vqmodel." + k)[0]] for k in peer.state_dict() if not k.startswith(("encoder.", "quant_conv."))}
-    peer.load_state_dict(mapped, strict=False, assign=True)  # the encoder side stays on meta: decoding never runs it
+    """One image's 576 codes through VQ-16: ours against transformers' `JanusVQVAE`."""
+    peer = vq_peer(model)
     codes = torch.randint(0, 16384, (1, IMAGE_TOKENS), generator=torch.Generator().manual_seed(0))
     diff = (model.decode_codes(codes).float() - peer.decode(codes).float()).abs().max().item()
     a, b = timed_pair(lambda: model.decode_codes(codes), lambda: peer.decode(codes), reps)
@@ -383,7 +261,7 @@ def vae_decode_case(dtype: torch.dtype, reps: int) -> dict | None:
     """One 48x48 latent through the SDXL-VAE decoder: ours against diffusers' AutoencoderKL on
     the same weights (identical names); skipped without diffusers."""
     try:
-        from diffusers import AutoencoderKL
+        import diffusers  # noqa: F401
     except ImportError:
         print("skipped VAE decode: no diffusers (pip install -e '.[bench]')", flush=True)
         return None
@@ -395,9 +273,7 @@ def vae_decode_case(dtype: torch.dtype, reps: int) -> dict | None:
     gen = torch.Generator().manual_seed(0)
     for p in ours.parameters():
         p.normal_(0, 0.02, generator=gen)
-    with torch.device("meta"):
-        peer = AutoencoderKL(**{k: v for k, v in config.items() if not k.startswith("_")})
-    peer.load_state_dict(dict(ours.state_dict()), strict=False, assign=True)
+    peer = vae_peer(ours, config)
     z = torch.randn(1, 4, 48, 48, generator=gen).to(dtype)
     scale = config["scaling_factor"]
     diff = (ours.decode(z).float() - peer.decode(z / scale).sample.float()).abs().max().item()

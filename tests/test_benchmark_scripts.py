@@ -61,3 +61,22 @@ def test_timed_forward_times_each_call_and_restores_the_module():
     linear(torch.ones(4))
     assert len(durations) == 2 and all(d > 0 for d in durations)
     assert "forward" not in vars(linear)
+
+
+def test_the_peer_llama_shares_our_weights_and_computes_our_hidden_states():
+    """The official-loop peer runs on our tensors renamed by nothing: transformers' Llama over
+    the same embeddings must give our decoder's hidden states (fp32). Needs the `bench` extra."""
+    pytest.importorskip("transformers")
+    peers = script("peers")
+    model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.float32)
+    peer = peers.peer_model(model)
+    ours_ptrs = {t.data_ptr() for t in model.language_model.parameters()}
+    assert {t.data_ptr() for t in peer.parameters()} <= ours_ptrs  # the same storage, no copies
+    ids = torch.arange(3, 15)[None]  # (1, 12), within the tiny vocabulary
+    embeds = model.language_model.model.embed_tokens(ids)  # (1, 12, C)
+    llm = model.language_model
+    llm.setup_cache(1, 16)
+    with torch.no_grad():
+        ours = llm(embeds, torch.arange(12), used=12)
+        theirs = peer.model(inputs_embeds=embeds).last_hidden_state
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)

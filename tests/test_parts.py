@@ -85,3 +85,21 @@ def test_each_command_asks_for_its_parts(monkeypatch, tmp_path, argv, parts):
     result = CliRunner().invoke(app, [*argv, "-m", str(tmp_path), "-o", str(tmp_path)] if argv[0] != "describe" else [*argv, "-m", str(tmp_path)])
     assert "stop here" in result.output + (result.stderr or "")
     assert seen == [parts]
+
+
+def test_models_are_built_without_random_init_and_torch_init_comes_back():
+    """build_model skips torch.nn.init inside (its first call on meta costs a second of every
+    command) and restores it afterwards, also after an error."""
+    from torch import nn
+
+    from janus_cli.checkpoints.load import skipped_init
+
+    before = {k: v for k, v in vars(nn.init).items() if callable(v)}
+    with pytest.raises(RuntimeError), skipped_init():
+        zeros = torch.zeros(3)
+        assert nn.init.ones_(zeros) is zeros and zeros.sum() == 0
+        linear = nn.Linear(2, 2, bias=False, device="meta")
+        assert linear.weight.is_meta
+        raise RuntimeError
+    assert all(vars(nn.init)[k] is v for k, v in before.items())
+    assert nn.init.ones_(torch.zeros(3)).sum() == 3

@@ -1,6 +1,7 @@
 """The decoder's modules on the kernels (kernels/layers.py) against the PyTorch modules they
 replace: RMSNorm and RoPE with the cache write round as PyTorch does, fused projections sum in
-another order, and a whole decoder follows PyTorch's to bf16 rounding."""
+another order, a block's one-call token step computes what its modules do, and a whole decoder
+follows PyTorch's to bf16 rounding."""
 
 import copy
 
@@ -10,9 +11,12 @@ from torch import nn
 
 from janus_cli.config import LlamaConfig
 from janus_cli.kernels import build
-from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, use_rows_layers
+from janus_cli.kernels.layers import RowsAttention, RowsBlock, RowsMLP, RowsRMSNorm, use_rows_layers
 from janus_cli.kernels.rows import RowsLinear
-from janus_cli.models.llama import MLP, Attention, KVCache, Llama, RMSNorm, rms_norm
+from janus_cli.models.layout import swap_linears
+from janus_cli.models.llama import MLP, Attention, Block, KVCache, Llama, RMSNorm, rms_norm
+from janus_cli.models.quantize import Int8Linear, quantize_int8
+from janus_cli.pipelines.session import rows_linear
 
 pytestmark = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}")
 BF16 = torch.bfloat16
@@ -98,12 +102,12 @@ def test_fused_projections_compute_the_separate_ones(rows):
 
 
 def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
-    """A prefill (PyTorch's RoPE path inside the swapped modules) and token steps (the kernels'),
-    left padding included: hidden states agree to bf16 rounding, and the steps take the kernels."""
+    """A prefill (PyTorch's RoPE path inside the swapped modules) and token steps (one kernel call
+    per block), left padding included: hidden states agree to bf16 rounding, and the steps take
+    the kernels."""
     cfg = LlamaConfig(hidden_size=128, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64)
     ref = randomized(Llama(cfg), 3)
-    fast = copy.deepcopy(ref)
-    use_rows_layers(fast)
+    fast = on_the_kernels(ref, int8=False)
     assert all(isinstance(layer.self_attn, RowsAttention) for layer in fast.model.layers)
     fallbacks = []
     place = Attention.place
@@ -130,3 +134,49 @@ def test_a_slot_past_the_cache_is_pytorchs_error_not_a_stray_write():
     rope = torch.ones(1, 1, 1, 32, dtype=BF16)
     with pytest.raises((IndexError, RuntimeError)):
         fast.place(*qkv.split(64, -1), rope, rope, torch.tensor([4]), 5)  # slot 4 of a 4-slot cache
+
+
+def on_the_kernels(llm: Llama, int8: bool) -> Llama:
+    """LLM's copy as prepare_model lays it out: int8 if asked, the blocks, then every linear."""
+    fast = copy.deepcopy(llm)
+    if int8:
+        swap_linears(fast.model.layers, Int8Linear.from_linear)
+    use_rows_layers(fast)
+    swap_linears(fast, rows_linear, kinds=(nn.Linear, Int8Linear))
+    return fast
+
+
+@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("padded", [False, True])  # a visibility mask (left padding) or none
+def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8, padded):
+    """One decoder on the kernels twice: its token steps once by janus_block_step, once by the
+    block's modules one by one (Block.forward, what RowsBlock falls back to). Hidden states and
+    caches agree within a bf16 step (silu's exp is not PyTorch's; here they are equal), and every
+    step took the call."""
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=176, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64)
+    one_call = on_the_kernels(randomized(Llama(cfg), 5), int8)
+    modules = copy.deepcopy(one_call)
+    for layer in modules.model.layers:
+        layer.__class__ = Block  # the same modules, called one by one
+    lib, calls = build.load_rows()[0], []
+    block_step = lib.janus_block_step
+    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-7]) or block_step(*a))  # a[-7]: rows
+    pad = torch.tensor([0, 3, 1]) if padded else None
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 6, 256, generator=gen).to(BF16)
+    for m in (one_call, modules):
+        m.setup_cache(rows=3, length=11)
+        m(x, torch.arange(6), used=6, pad=pad)
+    assert calls == []  # a prefill runs the modules
+    for pos in range(6, 11):
+        x = torch.randn(3, 1, 256, generator=gen).to(BF16)
+        got, want = (m(x, torch.tensor([pos]), used=pos + 1, pad=pad) for m in (one_call, modules))
+        assert within_a_step(got, want)
+    assert calls == [3] * 2 * 5  # 2 layers, 5 steps
+    for a, b in zip(one_call.model.layers, modules.model.layers):
+        assert within_a_step(a.self_attn.cache.k, b.self_attn.cache.k) and within_a_step(a.self_attn.cache.v, b.self_attn.cache.v)
+
+
+def within_a_step(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """Every element of GOT equals WANT's or is a neighbouring bf16 value."""
+    return bool(((got.float() - want.float()).abs() <= want.float().abs() * 2**-7).all())

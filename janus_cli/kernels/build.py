@@ -99,6 +99,11 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
     lib.janus_attend_one.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 7 + [ctypes.c_float]
     lib.janus_rmsnorm.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_float]
     lib.janus_rope_step.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 6
-    for fn in (lib.janus_attend_one, lib.janus_rmsnorm, lib.janus_rope_step):
+    lib.janus_block_step.argtypes = (
+        [ctypes.c_void_p] * 4 + [ctypes.c_float] + [ctypes.c_void_p] * 8 + [ctypes.c_int64] + [ctypes.c_void_p] * 2
+        + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 6
+        + [ctypes.c_float]
+    )  # fmt: skip
+    for fn in (lib.janus_attend_one, lib.janus_rmsnorm, lib.janus_rope_step, lib.janus_block_step):
         fn.restype = None
     return lib, "own AVX512-BF16 kernels"

@@ -2,9 +2,10 @@
 
 Between its linears a token step runs some forty small PyTorch ops per layer (norms, RoPE, the
 cache write, each projection's own call): at 2-8 rows they cost 10-20 % of a Janus-Pro-1B step.
-Here q, k and v are one RowsLinear and gate and up another, an RMSNorm is one kernel call, and
-RoPE with the cache write is one more. Many tokens at a time (a prefill, a JanusFlow step) and
-shapes the kernels do not take go the modules' PyTorch way, with the same rounding.
+Here a block's token step is one kernel call (RowsBlock). Its modules serve everything else:
+q, k and v are one RowsLinear and gate and up another, an RMSNorm is one kernel call, and RoPE
+with the cache write is one more. Many tokens at a time (a prefill, a JanusFlow step) and shapes
+the kernels do not take go the modules' PyTorch way, with the same rounding.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
-from janus_cli.kernels.rows import RowsLinear, attend_one, fits
-from janus_cli.models.llama import MLP, Attention, Llama, RMSNorm, rms_norm
+from janus_cli.kernels.rows import RowsLinear, attend_one, fits, ptr
+from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
 
 
 class RowsRMSNorm(nn.Module):
@@ -86,16 +87,59 @@ class RowsMLP(nn.Module):
         return self.down_proj(F.silu(gate) * up)
 
 
+class RowsBlock(Block):
+    """A decoder block whose token step, one new token per row, is one kernel call
+    (janus_block_step: Block.forward with its roundings, in C++). Anything else runs the
+    block's modules."""
+
+    def __init__(self, block: Block):
+        nn.Module.__init__(self)  # not Block's: it would allocate the whole block anew
+        self.input_layernorm = RowsRMSNorm(block.input_layernorm)
+        self.self_attn = RowsAttention(block.self_attn)
+        self.post_attention_layernorm = RowsRMSNorm(block.post_attention_layernorm)
+        self.mlp = RowsMLP(block.mlp)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
+        attn, mlp = self.self_attn, self.mlp
+        b, t, c = x.shape
+        d, cache = attn.head_dim, attn.cache
+        cos_rows, sin_rows = cos.reshape(-1, d), sin.reshape(-1, d)  # (1 or B, D) when T == 1
+        linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+        usable = (
+            t == 1 and used is not None and cache is not None and used <= cache.k.shape[2]
+            and x.dtype == cos.dtype == sin.dtype == torch.bfloat16 and x.is_contiguous()
+            and cos_rows.shape[0] in (1, b) and cos_rows.is_contiguous() and sin_rows.is_contiguous()
+            and c % 16 == 0 and d % 32 == 0 and d <= 256 and mlp.down_proj.in_features % 16 == 0
+            and cache.k.is_contiguous() and cache.v.is_contiguous()
+            and all(isinstance(lin, RowsLinear) and lin.bias is None and lin.pairs.dtype == linears[0].pairs.dtype for lin in linears)
+            and self.input_layernorm.weight.dtype == self.post_attention_layernorm.weight.dtype == torch.bfloat16
+            and (mask is None or mask.shape[-1] == used)
+        )  # fmt: skip
+        if not usable:
+            return super().forward(x, cos, sin, pos, mask, used)
+        visible = None if mask is None else mask.reshape(-1, used).expand(b, used).to(torch.uint8).contiguous()  # (B, S)
+        out = torch.empty_like(x)  # (B, 1, C)
+        qkv, o, gate_up, down = linears
+        load_rows()[0].janus_block_step(
+            x.data_ptr(), out.data_ptr(), self.input_layernorm.weight.data_ptr(),
+            self.post_attention_layernorm.weight.data_ptr(), self.input_layernorm.eps,
+            qkv.pairs.data_ptr(), ptr(qkv.scale), o.pairs.data_ptr(), ptr(o.scale),
+            gate_up.pairs.data_ptr(), ptr(gate_up.scale), down.pairs.data_ptr(), ptr(down.scale),
+            qkv.pairs.dtype == torch.int8, cos_rows.data_ptr(), sin_rows.data_ptr(), d if cos_rows.shape[0] > 1 else 0,
+            cache.k.data_ptr(), cache.v.data_ptr(), cache.k.stride(0), cache.k.stride(1), used - 1, ptr(visible),
+            b, c, attn.heads, attn.kv_heads, d, mlp.down_proj.in_features, d**-0.5,
+        )  # fmt: skip
+        return out
+
+
 def use_rows_layers(llm: Llama) -> None:
-    """In place: every block's attention, MLP and norms, and the final norm, on the kernels
-    (where the fused projections have shapes the kernel takes). The projections left as they
-    are (o_proj, down_proj) are for the caller to swap."""
+    """In place: every block, and the final norm, on the kernels (where the fused projections
+    have shapes the kernel takes). The projections left as they are (o_proj, down_proj) are for
+    the caller to swap; until then the blocks' token steps run their modules."""
     c = llm.cfg
     if not (fits((c.num_heads + 2 * c.num_kv_heads) * c.head_dim, c.hidden_size) and fits(2 * c.intermediate_size, c.hidden_size)):
         return
-    for layer in llm.model.layers:
-        layer.self_attn = RowsAttention(layer.self_attn)
-        layer.mlp = RowsMLP(layer.mlp)
-        layer.input_layernorm = RowsRMSNorm(layer.input_layernorm)
-        layer.post_attention_layernorm = RowsRMSNorm(layer.post_attention_layernorm)
+    layers = llm.model.layers
+    for i, layer in enumerate(layers):
+        layers[i] = RowsBlock(layer)
     llm.model.norm = RowsRMSNorm(llm.model.norm)

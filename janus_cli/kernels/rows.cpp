@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <initializer_list>
 #include <vector>
 
 namespace {
@@ -152,15 +153,11 @@ inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* si
     }
 }
 
-}  // namespace
 
-extern "C" {
-// One query per row: q (B, H, D), out (B, H, D); k and v are cache views (B, Hkv, S, D) whose
-// rows and heads are STRIDE_B and STRIDE_H elements apart (positions D apart); VISIBLE is
-// (B, S) bytes (1 = may attend) or null. Query head h reads kv head h / (H / Hkv).
-void janus_attend_one(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
-                      int64_t B, int64_t H, int64_t Hkv, int64_t S, int64_t D, int64_t stride_b, int64_t stride_h,
-                      float scale) {
+// See janus_attend_one.
+void attend_rows(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
+                 int64_t B, int64_t H, int64_t Hkv, int64_t S, int64_t D, int64_t stride_b, int64_t stride_h,
+                 float scale) {
 #pragma omp parallel
     {
         std::vector<float> scores(S);
@@ -172,6 +169,87 @@ void janus_attend_one(const uint16_t* q, const uint16_t* k, const uint16_t* v, c
                         scores.data());
         }
     }
+}
+
+// See janus_rmsnorm.
+void rmsnorm_rows(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M, int64_t C, float eps) {
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t* xr = x + m * C;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t c = 0; c < C; c += 16) {
+            __m512 v = widen16(xr + c);
+            acc = _mm512_fmadd_ps(v, v, acc);
+        }
+        const __m512 r = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)C + eps));
+        for (int64_t c = 0; c < C; c += 16)
+            store16(y + m * C + c, _mm512_mul_ps(widen16(w + c), round16(_mm512_mul_ps(widen16(xr + c), r))));
+    }
+}
+
+// See janus_rope_step.
+void rope_rows(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t row, const uint16_t* cos,
+               const uint16_t* sin, int64_t cos_row, uint16_t* q_out, uint16_t* kc, uint16_t* vc, int64_t B, int64_t H,
+               int64_t Hkv, int64_t D, int64_t stride_b, int64_t stride_h) {
+    for (int64_t b = 0; b < B; b++) {
+        const uint16_t *c = cos + b * cos_row, *s = sin + b * cos_row;
+        for (int64_t h = 0; h < H; h++) rope_head(q + b * row + h * D, c, s, q_out + (b * H + h) * D, D);
+        for (int64_t h = 0; h < Hkv; h++) {
+            const int64_t at = b * stride_b + h * stride_h;
+            rope_head(k + b * row + h * D, c, s, kc + at, D);
+            for (int64_t i = 0; i < D; i++) vc[at + i] = v[b * row + h * D + i];
+        }
+    }
+}
+
+// x (M, K) @ W^T * scale for pair blocks W of bf16 (INT8 false) or int8, no bias.
+void linear_pairs(const uint16_t* x, const void* w, bool int8, const float* scale, uint16_t* y, int64_t M, int64_t N,
+                  int64_t K) {
+    if (int8)
+        linear<3, 8>(x, (const int8_t*)w, scale, nullptr, y, M, N, K);
+    else
+        linear<4, 6>(x, (const uint16_t*)w, scale, nullptr, y, M, N, K);
+}
+
+// exp of 16 floats to about 1 ulp: 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 in
+// two parts, so r is exact enough), exp(r) by its Taylor series to r^7 (|r| <= ln 2 / 2).
+inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(200.0f)), _mm512_set1_ps(-200.0f));  // beyond: inf and 0 anyway
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    for (float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    return _mm512_scalef_ps(p, n);
+}
+
+// act (M, I) = bf16(bf16(silu(gate)) * up) for gate_up (M, 2I), the roundings of PyTorch's bf16
+// `F.silu(gate) * up`, silu(g) = g / (1 + exp(-g)) in fp32. I % 16 == 0.
+void silu_mul(const uint16_t* gate_up, uint16_t* act, int64_t M, int64_t I) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t i = 0; i < I; i += 16) {
+            const __m512 g = widen16(gate_up + m * 2 * I + i), u = widen16(gate_up + m * 2 * I + I + i);
+            const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+            store16(act + m * I + i, _mm512_mul_ps(round16(silu), u));
+        }
+}
+
+// out = bf16(a + b) over N elements (N % 16 == 0), as PyTorch adds bf16 tensors.
+void add_rows(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t N) {
+    for (int64_t i = 0; i < N; i += 16) store16(out + i, _mm512_add_ps(widen16(a + i), widen16(b + i)));
+}
+
+}  // namespace
+
+extern "C" {
+// One query per row: q (B, H, D), out (B, H, D); k and v are cache views (B, Hkv, S, D) whose
+// rows and heads are STRIDE_B and STRIDE_H elements apart (positions D apart); VISIBLE is
+// (B, S) bytes (1 = may attend) or null. Query head h reads kv head h / (H / Hkv).
+void janus_attend_one(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
+                      int64_t B, int64_t H, int64_t Hkv, int64_t S, int64_t D, int64_t stride_b, int64_t stride_h,
+                      float scale) {
+    attend_rows(q, k, v, visible, out, B, H, Hkv, S, D, stride_b, stride_h, scale);
 }
 
 // N % 16 == 0 and K % 2 == 0; SCALE and BIAS are fp32 (N,) or null.
@@ -187,17 +265,7 @@ void janus_rows_int8(const uint16_t* x, const int8_t* w, const float* scale, con
 // LlamaRMSNorm in bf16 for M rows of C (C % 16 == 0): y = w * bf16(x * rsqrt(mean(x^2) + eps)),
 // the mean in fp32. Serial: a row is 2-4 KB, less than a parallel region costs.
 void janus_rmsnorm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M, int64_t C, float eps) {
-    for (int64_t m = 0; m < M; m++) {
-        const uint16_t* xr = x + m * C;
-        __m512 acc = _mm512_setzero_ps();
-        for (int64_t c = 0; c < C; c += 16) {
-            __m512 v = widen16(xr + c);
-            acc = _mm512_fmadd_ps(v, v, acc);
-        }
-        const __m512 r = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(acc) / (float)C + eps));
-        for (int64_t c = 0; c < C; c += 16)
-            store16(y + m * C + c, _mm512_mul_ps(widen16(w + c), round16(_mm512_mul_ps(widen16(xr + c), r))));
-    }
+    rmsnorm_rows(x, w, y, M, C, eps);
 }
 
 // One new token per row b < B: q, k, v are row b's projections (ROW elements apart from row to
@@ -207,14 +275,41 @@ void janus_rmsnorm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M,
 void janus_rope_step(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t row, const uint16_t* cos,
                      const uint16_t* sin, int64_t cos_row, uint16_t* q_out, uint16_t* kc, uint16_t* vc, int64_t B,
                      int64_t H, int64_t Hkv, int64_t D, int64_t stride_b, int64_t stride_h) {
-    for (int64_t b = 0; b < B; b++) {
-        const uint16_t *c = cos + b * cos_row, *s = sin + b * cos_row;
-        for (int64_t h = 0; h < H; h++) rope_head(q + b * row + h * D, c, s, q_out + (b * H + h) * D, D);
-        for (int64_t h = 0; h < Hkv; h++) {
-            const int64_t at = b * stride_b + h * stride_h;
-            rope_head(k + b * row + h * D, c, s, kc + at, D);
-            for (int64_t i = 0; i < D; i++) vc[at + i] = v[b * row + h * D + i];
-        }
-    }
+    rope_rows(q, k, v, row, cos, sin, cos_row, q_out, kc, vc, B, H, Hkv, D, stride_b, stride_h);
+}
+
+// One decoder block (Block.forward) for one new token in each of B rows, in one call:
+//   h = x + o_proj(attend(rope(q), cache)) with q, k, v = qkv_proj(rmsnorm1(x)), rope(k) and v
+//   written to the caches at SLOT (attention reads slots 0..SLOT);
+//   out = h + down_proj(silu(gate) * up) with gate, up = gate_up_proj(rmsnorm2(h)).
+// x and out are (B, C). The projections are pair blocks, all bf16 or all INT8 (then with fp32
+// per-output scales), without biases: qkv (H + 2 Hkv) D x C, o C x H D, gate_up 2 I x C, down
+// C x I. COS, SIN, COS_ROW, the caches' STRIDE_B and STRIDE_H and VISIBLE are as in
+// janus_rope_step and janus_attend_one, KC and VC point at [0, 0, 0]; SCALE is attention's.
+void janus_block_step(const uint16_t* x, uint16_t* out, const uint16_t* norm1, const uint16_t* norm2, float eps,
+                      const void* qkv, const float* qkv_scale, const void* o, const float* o_scale,
+                      const void* gate_up, const float* gate_up_scale, const void* down, const float* down_scale,
+                      int64_t int8, const uint16_t* cos, const uint16_t* sin, int64_t cos_row, uint16_t* kc,
+                      uint16_t* vc, int64_t stride_b, int64_t stride_h, int64_t slot, const uint8_t* visible,
+                      int64_t B, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t I, float scale) {
+    const int64_t width = (H + 2 * Hkv) * D;
+    thread_local std::vector<uint16_t> scratch;  // kept between calls: no allocation per step
+    scratch.resize(B * (C + width + 2 * H * D + 3 * I + C));
+    uint16_t *h = scratch.data(), *proj = h + B * C, *q = proj + B * width, *heads = q + B * H * D;
+    uint16_t *gu = heads + B * H * D, *act = gu + B * 2 * I, *y = act + B * I;  // y: (B, C) an output projection
+
+    rmsnorm_rows(x, norm1, h, B, C, eps);
+    linear_pairs(h, qkv, int8, qkv_scale, proj, B, width, C);  // (B, (H + 2 Hkv) D): q, k, v side by side
+    rope_rows(proj, proj + H * D, proj + (H + Hkv) * D, width, cos, sin, cos_row, q, kc + slot * D, vc + slot * D, B,
+              H, Hkv, D, stride_b, stride_h);
+    attend_rows(q, kc, vc, visible, heads, B, H, Hkv, slot + 1, D, stride_b, stride_h, scale);
+    linear_pairs(heads, o, int8, o_scale, y, B, C, H * D);
+    add_rows(x, y, out, B * C);
+
+    rmsnorm_rows(out, norm2, h, B, C, eps);
+    linear_pairs(h, gate_up, int8, gate_up_scale, gu, B, 2 * I, C);
+    silu_mul(gu, act, B, I);
+    linear_pairs(act, down, int8, down_scale, y, B, C, I);
+    add_rows(out, y, out, B * C);
 }
 }

@@ -80,3 +80,16 @@ def test_the_peer_llama_shares_our_weights_and_computes_our_hidden_states():
         ours = llm(embeds, torch.arange(12), used=12)
         theirs = peer.model(inputs_embeds=embeds).last_hidden_state
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_the_flow_prediction_counts_linears_and_causal_attention():
+    run = script("run")
+    model = load_model(checkpoint_dir("janusflow-1.3b-tiny"), torch.float32)
+    c = model.cfg.llm
+    d = c.num_heads * c.head_dim
+    linear = c.num_layers * 2 * (sum(p.numel() for m in model.language_model.model.layers for p in m.parameters() if p.dim() == 2) // c.num_layers)
+    assert run.llm_flops(model.cfg, 0, 1) == linear + c.num_layers * 4 * d  # one token sees itself
+    assert run.llm_flops(model.cfg, 10, 2) == 2 * linear + c.num_layers * 4 * d * (2 * 10 + 3)
+    # a longer cached prefix saves the linears' share of it and keeps its attention
+    full, cached = run.llm_flops(model.cfg, 0, 200 + 577), run.llm_flops(model.cfg, 200, 577)
+    assert 1 < full / cached < (200 + 577) / 577

@@ -148,12 +148,13 @@ def on_the_kernels(llm: Llama, int8: bool) -> Llama:
 
 @pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("padded", [False, True])  # a visibility mask (left padding) or none
-def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8, padded):
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (2, 2)])  # GQA with D = 64; D = 128 as in Janus
+def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8, padded, heads, kv_heads):
     """One decoder on the kernels twice: its token steps once by janus_block_step, once by the
     block's modules one by one (Block.forward, what RowsBlock falls back to). Hidden states and
     caches agree within a bf16 step (silu's exp is not PyTorch's; here they are equal), and every
     step took the call."""
-    cfg = LlamaConfig(hidden_size=256, intermediate_size=176, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64)
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=176, num_layers=2, num_heads=heads, num_kv_heads=kv_heads, vocab_size=64)
     one_call = on_the_kernels(randomized(Llama(cfg), 5), int8)
     modules = copy.deepcopy(one_call)
     for layer in modules.model.layers:

@@ -124,20 +124,15 @@ def components() -> dict:
 
 def vae_full_dir() -> Path:
     """The full-size SDXL-VAE of the `sdxl_vae_full` golden: weights + config.json, cached."""
-    import shutil
-
-    from synth import write_weights
+    from synth import publishing, write_weights
 
     manifest = FIXTURES / "goldens" / "sdxl_vae_full.manifest.json"
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
     out = CACHE / f"sdxl_vae_full-{digest}"
     if not out.is_dir():
-        tmp = out.with_name(out.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        write_weights(json.loads(manifest.read_text()), tmp)
-        (tmp / "config.json").write_text(json.dumps(golden_json("sdxl_vae_full")["config"]))
-        tmp.rename(out)
+        with publishing(out) as tmp:
+            write_weights(json.loads(manifest.read_text()), tmp)
+            (tmp / "config.json").write_text(json.dumps(golden_json("sdxl_vae_full")["config"]))
     return out
 
 

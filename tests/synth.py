@@ -9,12 +9,15 @@ Our implementation of the rule in the reference README: every element is a hash 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 import sys
+import tempfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -97,12 +100,26 @@ def write_weights(manifest: dict, out: Path) -> None:
 
 def materialize(src: Path, out: Path) -> Path:
     """Copy checkpoint folder SRC (config, tokenizer, manifest) to OUT and write its weights."""
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    write_weights(json.loads((src / "manifest.json").read_text()), tmp)
-    tmp.rename(out)
+    with publishing(out) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        write_weights(json.loads((src / "manifest.json").read_text()), tmp)
     return out
+
+
+@contextlib.contextmanager
+def publishing(out: Path) -> Iterator[Path]:
+    """A fresh folder to fill, renamed to OUT at the end: a half-written OUT never exists, and
+    when another process (a parallel test worker) publishes OUT first, this copy is dropped."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".partial-"))
+    try:
+        yield tmp
+        tmp.rename(out)
+    except OSError:
+        if not out.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

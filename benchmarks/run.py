@@ -11,7 +11,8 @@ the very same weight tensors. Also: the int8 quality cost (greedy agreement, log
 JanusFlow step, and the peak RSS of a `generate -n 4`-like run of each, in fresh processes.
 Prints medians, janus/peer ratios and the fraction of the memory-bandwidth roofline, then one
 `SUMMARY` line; writes benchmarks/results/<date>.json. Wall-clock numbers are noisy on shared
-machines: read the ratios.
+machines: read the ratios. The peers are built in peers.py, the machine's facts read in
+machine.py.
 """
 
 from __future__ import annotations

@@ -110,9 +110,10 @@ class RowsBlock(Block):
             and x.dtype == cos.dtype == sin.dtype == torch.bfloat16 and x.is_contiguous()
             and cos_rows.shape[0] in (1, b) and cos_rows.is_contiguous() and sin_rows.is_contiguous()
             and c % 16 == 0 and d % 32 == 0 and d <= 256 and mlp.down_proj.in_features % 16 == 0
-            and cache.k.is_contiguous() and cache.v.is_contiguous()
+            and cache.k.dtype == torch.bfloat16 and cache.k.is_contiguous() and cache.v.is_contiguous()
             and all(isinstance(lin, RowsLinear) and lin.bias is None and lin.pairs.dtype == linears[0].pairs.dtype for lin in linears)
             and self.input_layernorm.weight.dtype == self.post_attention_layernorm.weight.dtype == torch.bfloat16
+            and self.input_layernorm.eps == self.post_attention_layernorm.eps  # the kernel takes one
             and (mask is None or mask.shape[-1] == used)
         )  # fmt: skip
         if not usable:

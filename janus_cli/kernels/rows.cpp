@@ -1,6 +1,7 @@
 // The decode step on AVX512-BF16 CPUs: its memory-bound parts (the linears and single-query
 // attention, parallel over OpenMP) and the small per-token work between them (RMSNorm, RoPE and
-// the cache write), done in one call each instead of a dozen PyTorch ops.
+// the cache write, SwiGLU, residuals), each callable alone and all chained into one call per
+// decoder block (janus_block_step) instead of some forty PyTorch ops.
 //
 // janus_rows_*: y (M, N) bf16 = x (M, K) bf16 @ W^T (* scale) (+ bias) for a few rows M,
 // streaming W once. W is stored in "pair blocks": outputs in blocks of 64 for bf16, 48 for

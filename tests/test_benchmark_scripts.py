@@ -64,8 +64,9 @@ def test_timed_forward_times_each_call_and_restores_the_module():
 
 
 def test_the_peer_llama_shares_our_weights_and_computes_our_hidden_states():
-    """The official-loop peer runs on our tensors renamed by nothing: transformers' Llama over
-    the same embeddings must give our decoder's hidden states (fp32). Needs the `bench` extra."""
+    """The official-loop peer runs on our very tensors (the names are identical): transformers'
+    Llama over the same embeddings must give our decoder's hidden states (fp32). Needs the
+    `bench` extra."""
     pytest.importorskip("transformers")
     peers = script("peers")
     model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.float32)
@@ -87,7 +88,7 @@ def test_the_flow_prediction_counts_linears_and_causal_attention():
     model = load_model(checkpoint_dir("janusflow-1.3b-tiny"), torch.float32)
     c = model.cfg.llm
     d = c.num_heads * c.head_dim
-    linear = c.num_layers * 2 * (sum(p.numel() for m in model.language_model.model.layers for p in m.parameters() if p.dim() == 2) // c.num_layers)
+    linear = 2 * sum(p.numel() for p in model.language_model.model.layers.parameters() if p.dim() == 2)  # per token
     assert run.llm_flops(model.cfg, 0, 1) == linear + c.num_layers * 4 * d  # one token sees itself
     assert run.llm_flops(model.cfg, 10, 2) == 2 * linear + c.num_layers * 4 * d * (2 * 10 + 3)
     # a longer cached prefix saves the linears' share of it and keeps its attention

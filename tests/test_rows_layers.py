@@ -15,7 +15,7 @@ from janus_cli.kernels.layers import RowsAttention, RowsBlock, RowsMLP, RowsRMSN
 from janus_cli.kernels.rows import RowsLinear
 from janus_cli.models.layout import swap_linears
 from janus_cli.models.llama import MLP, Attention, Block, KVCache, Llama, RMSNorm, rms_norm
-from janus_cli.models.quantize import Int8Linear, quantize_int8
+from janus_cli.models.quantize import Int8Linear
 from janus_cli.pipelines.session import rows_linear
 
 pytestmark = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}")

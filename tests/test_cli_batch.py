@@ -16,6 +16,8 @@ from conftest import run_janus as run
 from PIL import Image
 
 from janus_cli.cli import docs, inputs, jobs
+from janus_cli.pipelines.batching import select_images
+from janus_cli.pipelines.text_to_image import GenerateSettings
 from janus_cli.cli.manifest import Manifest
 
 ROOT = Path(__file__).parents[1]
@@ -56,10 +58,10 @@ def test_shards_cover_every_item_exactly_once(total, count):
 
 
 def test_shards_split_generate_jobs_keeping_each_image_seed():
-    work = jobs.make_jobs([{"prompt": "a"}, {"prompt": "b", "n": 3, "seed": 10}], 2, 5, {}, {"n": jobs.number(int, 1), "seed": jobs.number(int, 0)})
-    whole = {(j.prompt, j.first + k, j.seed + k) for j in work for k in range(j.n)}
-    parts = [jobs.shard_jobs(work, inputs.shard_range(5, (k, 3))) for k in (1, 2, 3)]
-    images = [(j.prompt, j.first + k, j.seed + k) for part in parts for j in part for k in range(j.n)]
+    work = jobs.make_jobs([{"prompt": "a"}, {"prompt": "b", "n": 3, "seed": 10}], GenerateSettings, {"n": 2, "seed": 5}, ("n", "seed"))
+    whole = {(j.prompt, j.first + k, j.seed_of(k)) for j in work for k in range(j.n)}
+    parts = [select_images(work, inputs.shard_range(5, (k, 3)).__contains__) for k in (1, 2, 3)]
+    images = [(j.prompt, j.first + k, j.seed_of(k)) for part in parts for j in part for k in range(j.n)]
     assert sorted(images, key=lambda t: t[1]) == sorted(whole, key=lambda t: t[1]) and len(images) == len(whole) == 5
 
 

@@ -51,7 +51,7 @@ def test_auto_batch_size_is_reported_and_bad_values_are_one_line_errors(tmp_path
 
 
 def test_a_run_whose_prompts_were_all_set_aside_needs_no_memory_reading():
-    from janus_cli.cli.image_run import batch_size
+    from janus_cli.pipelines.images import batch_size
 
-    assert batch_size(None, None, [], len, quiet=True) == 1  # --keep-going refused every prompt
-    assert batch_size(3, None, [], len, quiet=True) == 3
+    assert batch_size(None, [], {}, None) == (1, None)  # --keep-going refused every prompt
+    assert batch_size(None, [], {}, 3) == (3, None)

@@ -210,7 +210,7 @@ def test_the_command_line_asks_for_huge_pages_before_torch_loads(monkeypatch):
 def test_the_load_line_names_the_kernels_of_a_bf16_cpu_session(monkeypatch):
     from types import SimpleNamespace
 
-    from janus_cli.cli.common import kernel_note
+    from janus_cli.cli.console import kernel_note
 
     session = SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=False)
     monkeypatch.setattr(build, "load_rows", lambda: (object(), "own AVX512-BF16 kernels"))

@@ -130,4 +130,6 @@ def save_png(pixels: np.ndarray, path: Path, metadata: dict[str, str], overwrite
     info = PngImagePlugin.PngInfo()
     for k, v in metadata.items():
         info.add_itxt(k, v)
-    return write_new(Path(path), lambda f: Image.fromarray(pixels).save(f, format="PNG", pnginfo=info), overwrite)
+    return write_new(
+        Path(path), lambda f: Image.fromarray(pixels).save(f, format="PNG", pnginfo=info), overwrite
+    )

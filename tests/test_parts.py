@@ -69,11 +69,14 @@ def test_a_broken_tensor_in_a_left_out_part_is_still_an_error(tmp_path):
         load_model(folder, torch.float32, parts=("generation",))
 
 
-@pytest.mark.parametrize("argv,parts", [
-    (["describe", str(image_path("square0.png"))], console.UNDERSTANDING),
-    (["generate", "a cat"], console.GENERATION),
-    (["flow-generate", "a cat"], console.GENERATION),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv,parts",
+    [
+        (["describe", str(image_path("square0.png"))], console.UNDERSTANDING),
+        (["generate", "a cat"], console.GENERATION),
+        (["flow-generate", "a cat"], console.GENERATION),
+    ],
+)
 def test_each_command_asks_for_its_parts(monkeypatch, tmp_path, argv, parts):
     seen = []
 
@@ -82,7 +85,12 @@ def test_each_command_asks_for_its_parts(monkeypatch, tmp_path, argv, parts):
         raise InputError("stop here")
 
     monkeypatch.setattr(console, "open_model", open_model)
-    result = CliRunner().invoke(app, [*argv, "-m", str(tmp_path), "-o", str(tmp_path)] if argv[0] != "describe" else [*argv, "-m", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [*argv, "-m", str(tmp_path), "-o", str(tmp_path)]
+        if argv[0] != "describe"
+        else [*argv, "-m", str(tmp_path)],
+    )
     assert "stop here" in result.output + (result.stderr or "")
     assert seen == [parts]
 

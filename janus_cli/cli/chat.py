@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
+from janus_cli.cli import common, repl
+from janus_cli.cli import preview as previews
 from janus_cli.cli.common import OUTPUT, SAMPLING
 
 HELP = """commands: /image PATH (attach an image to your next message), /imagine PROMPT (make an image),
@@ -25,6 +26,7 @@ def chat(
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
         help='One JSON object per answer ({"turn", "user", "images", "text", "tokens"}) or /imagine image, instead of streamed text.')] = False,  # fmt: skip
     quiet: common.Quiet = False,
+    preview: previews.Preview = None,
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
@@ -33,7 +35,13 @@ def chat(
 ) -> None:
     """Talk about images with the model: each line you type is a turn; answers stream to stdout.
 
-    In a terminal you get a `>` prompt on stderr; piped, every line of stdin is a turn.
+    In a terminal you get a `>` prompt with line editing and history (arrow keys, Ctrl-R).
+
+    History: $XDG_STATE_HOME/janus/chat_history (or the file JANUS_HISTORY names); JANUS_HISTORY=0 keeps none.
+
+    A line ending in \\ goes on on the next. Ctrl-C stops an answer or image being made.
+
+    Ctrl-C twice at the prompt, or Ctrl-D, leaves. Piped, every line of stdin is a turn.
 
     [b]Examples[/b]
 
@@ -46,6 +54,7 @@ def chat(
     from janus_cli.cli.conversation import Conversation
 
     with common.handle_errors():
+        previews.choose(preview)
         if top_p is not None and top_p <= 0:
             raise common.fail("--top-p must be in (0, 1]")
         for name in images or []:
@@ -59,13 +68,12 @@ def chat(
         interactive = sys.stdin.isatty()
         if interactive and not quiet:
             common.err.print(HELP, markup=False)
-        while True:
-            if interactive:
-                common.err.print("> ", end="", markup=False)
-            line = sys.stdin.readline()
-            if not line or line.strip() in ("/quit", "/exit"):
+        prompt = repl.Prompt(interactive)
+        while (line := prompt.read()) is not None:
+            if line.strip() in ("/quit", "/exit"):
                 return
-            _turn(talk, line.strip(), as_jsonl)
+            with prompt.cancellable(streaming=not as_jsonl and not line.startswith("/")):
+                _turn(talk, line.strip(), as_jsonl)
 
 
 def _turn(talk, line: str, as_jsonl: bool) -> None:

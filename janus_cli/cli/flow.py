@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from janus_cli.cli import common, engines, image_run, images, inputs, jobs, tables
+from janus_cli.cli import preview as previews
 from janus_cli.cli.common import RUNTIME, SAMPLING
 
 
@@ -41,6 +42,7 @@ def flow_generate(
     as_json: common.Json = False,
     as_jsonl: common.Jsonl = False,
     quiet: common.Quiet = False,
+    preview: previews.Preview = None,
     model: common.Model = "janusflow-1.3b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
@@ -65,6 +67,7 @@ def flow_generate(
       janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
     with common.handle_errors():
+        previews.choose(preview)
         requested_batch = common.batch_size(batch_size)
         per_image = noise is Noise.per_image
         if not per_image and (shard or resume):

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from janus_cli.cli import common, engines, image_run, images, inputs, jobs, tables
+from janus_cli.cli import preview as previews
 from janus_cli.cli.common import SAMPLING
 
 CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "temperature": jobs.number(float, 0),
@@ -38,6 +39,7 @@ def generate(
     as_json: common.Json = False,
     as_jsonl: common.Jsonl = False,
     quiet: common.Quiet = False,
+    preview: previews.Preview = None,
     model: common.Model = "janus-pro-1b",
     device: common.Device = "auto",
     dtype: common.Dtype = "auto",
@@ -69,6 +71,7 @@ def generate(
       janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 --manifest out/made.jsonl
     """
     with common.handle_errors():
+        previews.choose(preview)
         v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision, quantize=quantize)
         if from_image is not None:
             v = images.apply_recipe(ctx, images.read_recipe(from_image), v, RECIPE)

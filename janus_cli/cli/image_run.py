@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from janus_cli.cli import common, images, jobs, output
+from janus_cli.cli import common, images, jobs, output, preview, terminal
 from janus_cli.cli.jobs import Job
 from janus_cli.cli.manifest import Manifest
 from janus_cli.errors import InputError
@@ -61,7 +61,7 @@ def plan(work: list[Job], seed_of: Callable[[Job, int], int], model: str, out: O
                 done[r["index"]] = Path(r["path"])
     paths = images.plan_images(work, seed_of, model, out.target, out.overwrite, own=set(done.values()))
     if done and not out.quiet:
-        common.err.print(f"resuming: {len(done)} images already made", markup=False)
+        common.err.print(f"resuming: {terminal.plural(len(done), 'image')} already made", markup=False)
     left = jobs.select_images(work, lambda i: i not in done)
     return Plan(left, paths)
 
@@ -129,7 +129,7 @@ def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], 
     if out.mode == "json":
         typer.echo(json.dumps({"images": w.records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
     if not out.quiet and w.made:
-        common.err.print(f"{w.made} images in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
+        common.err.print(f"{terminal.plural(w.made, 'image')} in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
     failed = len(w.records) - w.made
     if failed:
         raise common.fail(f"{failed} of {len(w.records)} images failed", 1)
@@ -152,16 +152,16 @@ class _Writer:
             self.log.append(record)
         self.records.append(record)
         if self.out.mode == "jsonl":
-            typer.echo(json.dumps(record, ensure_ascii=False))
+            terminal.result(json.dumps(record, ensure_ascii=False))
         elif self.out.mode == "text" and "path" in record:
-            typer.echo(record["path"])
+            terminal.result(record["path"])
 
     def render(self, events: Iterator) -> None:
         from janus_cli.imageio import save_png
         from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
 
         total = len(self.waiting)
-        with common.progress_bar(self.out.quiet) as bar:
+        with terminal.progress(self.out.quiet) as bar:
             task = bar.add_task("generating", total=total)
             for event in events:
                 if isinstance(event, Step):
@@ -180,4 +180,5 @@ class _Writer:
                     if self.out.sidecar:
                         output.write_sidecar(path, record, self.out.overwrite)
                     self.emit(record)
+                    preview.show(path, self.out.quiet)
                     self.made += 1

@@ -25,13 +25,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def janus_env(**extra: str) -> dict[str, str]:
     """The environment of a `janus` run in a plain 24-bit-colour terminal: no JANUS_* or
     NO_COLOR from the caller, this worktree's janus_cli first on the path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_") and k not in ("NO_COLOR", "COLUMNS", "LINES")}
-    env.update(TERM="xterm-256color", COLORTERM="truecolor", PYTHONPATH=ROOT, JANUS_HISTORY="0", **extra)
+    drop = ("NO_COLOR", "COLUMNS", "LINES")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JANUS_") and k not in drop}
+    # One torch thread: on a shared machine, spinning threads cost more than they bring.
+    defaults = {"TERM": "xterm-256color", "COLORTERM": "truecolor", "PYTHONPATH": ROOT, "JANUS_HISTORY": "0"}
+    env.update({**defaults, "OMP_NUM_THREADS": "1", **extra})
     return env
 
 
 class Term:
-    def __init__(self, args: list[str], env: dict[str, str], cols: int = 120, rows: int = 100, cwd: str | None = None):
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cols: int = 120,
+        rows: int = 100,
+        stdout: int | None = None,
+    ):
+        """Run `python -m janus_cli ARGS` on a COLS x ROWS terminal; STDOUT: a descriptor to
+        send the child's stdout to instead (a pipe or file, as `janus ... > file`)."""
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = bytearray()
@@ -40,8 +52,8 @@ class Term:
         if pid == 0:  # the child: its terminal has the emulator's size before anything starts
             try:
                 fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-                if cwd:
-                    os.chdir(cwd)
+                if stdout is not None:
+                    os.dup2(stdout, 1)
                 os.execve(sys.executable, [sys.executable, "-m", "janus_cli", *args], env)
             finally:
                 os._exit(127)

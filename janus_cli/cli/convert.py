@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
+from janus_cli.cli import common, terminal
 
 DTYPES = ("bfloat16", "float32")
 
@@ -60,7 +60,7 @@ def convert(
             typer.echo(str(result.folder))
         if not quiet:
             gb = result.bytes / 1e9
-            common.err.print(f"{result.tensors} tensors ({gb:.2f} GB) in {len(result.files)} file(s), "
+            common.err.print(f"{terminal.plural(result.tensors, 'tensor')} ({gb:.2f} GB) in {terminal.plural(len(result.files), 'file')}, "
                              f"verified, in {seconds:.1f}s", markup=False)  # fmt: skip
 
 

@@ -21,8 +21,19 @@ WIDTH = 32  # columns
 UPPER_HALF = "\u2580"
 RESET = "\x1b[0m"
 
-Preview = Annotated[bool | None, typer.Option("--preview/--no-preview", envvar="JANUS_PREVIEW", rich_help_panel=OUTPUT, show_default=False,
-    help="A small colour preview of each image on stderr (default: on when stderr is a terminal, not with -q; never with NO_COLOR).")]  # fmt: skip
+PREVIEW_HELP = (
+    "A small colour preview of each image on stderr (default: in a terminal, unless -q or NO_COLOR)."
+)
+Preview = Annotated[
+    bool | None,
+    typer.Option(
+        "--preview/--no-preview",
+        envvar="JANUS_PREVIEW",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+        help=PREVIEW_HELP,
+    ),
+]
 
 _wanted: bool | None = None  # --preview / --no-preview; None: unless -q
 

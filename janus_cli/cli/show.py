@@ -12,12 +12,14 @@ from janus_cli.cli import preview as previews
 
 FIRST = ("prompt", "seed")  # then the other settings, in the order the recipe holds them
 SKIP = ("index",)  # the place in its run: says nothing about the picture
+JSON_HELP = 'One JSON object per image on stdout: {"path", "recipe"}, no preview.'
 
 
 def show(
-    images: Annotated[list[str], typer.Argument(help="PNGs written by janus generate or janus flow-generate.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel=common.OUTPUT,
-        help='One JSON object per image on stdout: {"path", "recipe"}, no preview.')] = False,  # fmt: skip
+    images: Annotated[
+        list[str], typer.Argument(help="PNGs made by janus generate or flow-generate.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", rich_help_panel=common.OUTPUT, help=JSON_HELP)] = False,
     preview: previews.Preview = None,
 ) -> None:
     """Show images in the terminal with their recipe (prompt, seed, settings) under each.

@@ -68,6 +68,20 @@ def result(line: str) -> None:
         typer.echo(line)
 
 
+def counted(bar, description: str, total: int, *callbacks):
+    """CALLBACKS, each also advancing a new task DESCRIPTION (of TOTAL items) on BAR per call."""
+    task = bar.add_task(description, total=total)
+
+    def counting(callback):
+        def call(*args):
+            callback(*args)
+            bar.advance(task)
+
+        return call
+
+    return [counting(callback) for callback in callbacks]
+
+
 class _Raw:
     """Ready-made terminal text (escape sequences included) that Rich passes through as is."""
 
@@ -99,12 +113,12 @@ def progress(quiet: bool, transient: bool = False) -> Iterator:
     """A Rich progress bar on stderr (a disabled one when stderr is not a terminal or QUIET)
     that `result` and `status_lines` print above. Not TRANSIENT, it stays as the finished bar."""
     global _live
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich import progress as rp
 
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=common.err, disable=not common.show_progress(quiet), transient=transient,
-        redirect_stdout=same_terminal(),  # a stray print lands above the bar too; a piped stdout stays as it is
+    bar = rp.Progress(
+        rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+        rp.TimeRemainingColumn(), console=common.err, disable=not common.show_progress(quiet),
+        transient=transient, redirect_stdout=same_terminal(),  # a stray print() lands above the bar too
     )  # fmt: skip
     with bar:
         before, _live = _live, bar

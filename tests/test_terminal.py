@@ -4,8 +4,10 @@ stale one; previews under each path; a piped stdout stays pure data."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 
-from conftest import checkpoint_dir
+from conftest import checkpoint_dir, image_path
 from ptyterm import Term, janus_env
 
 BAR = set("\u2501\u2578\u257a")  # the bar's heavy line and its half ends: ━ ╸ ╺
@@ -59,3 +61,22 @@ def test_a_piped_stdout_gets_the_paths_alone(tmp_path):
     assert [line for line in lines if BAR & set(line)][0].startswith("generating")
     assert lines[-1].startswith("1 image in ")
     assert os.path.getsize(tmp_path / "out" / "a-red-fox-000.png") > 0
+
+
+def test_describe_over_a_folder_prints_each_answer_above_its_bar(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("grey0.png", "square0.png"):
+        shutil.copy(image_path(name), folder / name)
+    args = ["describe", str(folder), "--max-tokens", "6", "-b", "1", "--dtype", "float32"]
+    t = Term([*args, "-m", str(checkpoint_dir("janus-pro-1b-tiny"))], janus_env(), cols=120, rows=60)
+    try:
+        assert t.wait(400) == 0, t.text()
+    finally:
+        t.close()
+    lines = [line for line in t.lines() if line]
+    headers = [line for line in lines if line.startswith("==> ")]
+    assert headers == [f"==> {folder / 'grey0.png'} <==", f"==> {folder / 'square0.png'} <=="]
+    bars = [line for line in lines if BAR & set(line)]
+    assert len(bars) == 1 and bars[0].startswith("describing") and "2/2" in bars[0]
+    assert lines.index(bars[0]) > lines.index(headers[1]) and re.match(r"\d+ tokens? in ", lines[-1])

@@ -7,8 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import checkpoint_dir
 from ptyterm import Term, janus_env
+
+from janus_cli.cli import repl
 
 UP, DOWN, CTRL_C = b"\x1b[A", b"\x1b[B", b"\x03"
 TOKENS = "120"  # long enough that an answer still runs when Ctrl-C comes
@@ -73,3 +76,51 @@ def test_chat_recalls_lines_stops_answers_and_keeps_history(tmp_path):
     first, after = answer_after(t, "what is it"), answer_after(t, "and now")
     assert first and after and piped.stdout.endswith(f"\n{after}\n")
     assert piped.stdout.startswith(f"{first}\n")
+
+
+class Keys:
+    """A stdin whose lines are LINES; KeyboardInterrupt where a line is None (Ctrl-C)."""
+
+    def __init__(self, *lines: str | None):
+        self.lines = list(lines)
+
+    def readline(self) -> str:
+        if not self.lines:
+            return ""
+        line = self.lines.pop(0)
+        if line is None:
+            raise KeyboardInterrupt
+        return line + "\n"
+
+
+def read_all(prompt: repl.Prompt) -> list[str]:
+    out = []
+    while (message := prompt.read()) is not None:
+        out.append(message)
+    return out
+
+
+def test_a_trailing_backslash_continues_and_two_ctrl_c_leave(monkeypatch, capsys):
+    monkeypatch.setattr(
+        sys, "stdin", Keys("look at this \\", "and this", "/reset", None, "again", None, None, "never")
+    )
+    prompt = repl.Prompt(interactive=True)  # stdout is no terminal here: no readline, the prompt on stderr
+    assert prompt.readline is None
+    assert read_all(prompt) == ["look at this \nand this", "/reset", "again"]
+    err = capsys.readouterr().err
+    assert err.count("> ") == 6 and err.count("... ") == 1 and err.count("Ctrl-C again or Ctrl-D") == 2
+    monkeypatch.setattr(
+        sys, "stdin", Keys("one", "two \\", None, "three")
+    )  # Ctrl-C drops a half-typed message
+    assert read_all(repl.Prompt(interactive=False)) == ["one", "three"]
+
+
+def test_ctrl_c_stops_a_turn_in_a_terminal_only(capsys):
+    prompt = repl.Prompt(interactive=True)
+    with prompt.cancellable(streaming=True):
+        print("half an answ", end="")
+        raise KeyboardInterrupt
+    out, err = capsys.readouterr()
+    assert out == "half an answ\n" and err == "(stopped)\n"
+    with pytest.raises(KeyboardInterrupt), repl.Prompt(interactive=False).cancellable(streaming=True):
+        raise KeyboardInterrupt  # piped, Ctrl-C ends the chat (`error: interrupted`, exit 130)

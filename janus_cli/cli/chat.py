@@ -37,7 +37,7 @@ def chat(
 
     In a terminal you get a `>` prompt with line editing and history (arrow keys, Ctrl-R).
 
-    History: $XDG_STATE_HOME/janus/chat_history (or the file JANUS_HISTORY names); JANUS_HISTORY=0 keeps none.
+    History: $XDG_STATE_HOME/janus/chat_history, or the file JANUS_HISTORY names (0: keep none).
 
     A line ending in \\ goes on on the next. Ctrl-C stops an answer or image being made.
 

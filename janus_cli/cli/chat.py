@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import console, options
+from janus_cli.cli import console, options, repl
+from janus_cli.cli import preview as previews
 from janus_cli.cli.options import OUTPUT, SAMPLING
 
 HELP = """commands: /image PATH (attach an image to your next message), /imagine PROMPT (make an image),
@@ -25,6 +26,7 @@ def chat(
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
         help='One JSON object per answer ({"turn", "user", "images", "text", "tokens"}) or /imagine image, instead of streamed text.')] = False,  # fmt: skip
     quiet: options.Quiet = False,
+    preview: previews.Preview = None,
     model: options.Model = "janus-pro-1b",
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
@@ -33,7 +35,13 @@ def chat(
 ) -> None:
     """Talk about images with the model: each line you type is a turn; answers stream to stdout.
 
-    In a terminal you get a `>` prompt on stderr; piped, every line of stdin is a turn.
+    In a terminal you get a `>` prompt with line editing and history (arrow keys, Ctrl-R).
+
+    History: $XDG_STATE_HOME/janus/chat_history, or the file JANUS_HISTORY names (0: keep none).
+
+    A line ending in \\ goes on on the next. Ctrl-C stops an answer or image being made.
+
+    Ctrl-C twice at the prompt, or Ctrl-D, leaves. Piped, every line of stdin is a turn.
 
     [b]Examples[/b]
 
@@ -44,6 +52,7 @@ def chat(
     Inside: /image PATH, /imagine PROMPT, /reset, /help, /quit.
     """
     with console.handle_errors():
+        previews.choose(preview)
         if top_p is not None and top_p <= 0:
             raise console.fail("--top-p must be in (0, 1]")
         for name in images or []:
@@ -56,13 +65,12 @@ def chat(
         interactive = sys.stdin.isatty()
         if interactive and not quiet:
             console.err.print(HELP, markup=False)
-        while True:
-            if interactive:
-                console.err.print("> ", end="", markup=False)
-            line = sys.stdin.readline()
-            if not line or line.strip() in ("/quit", "/exit"):
+        prompt = repl.Prompt(interactive)
+        while (line := prompt.read()) is not None:
+            if line.strip() in ("/quit", "/exit"):
                 return
-            talk.turn(line.strip())
+            with prompt.cancellable(streaming=not as_jsonl and not line.startswith("/")):
+                talk.turn(line.strip())
 
 
 class Talk:

@@ -51,23 +51,6 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and err.is_terminal
 
 
-def progress_bar(quiet: bool):
-    """A Rich progress bar on stderr; a disabled one when stderr is not a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=err, disable=not show_progress(quiet), transient=True,
-    )  # fmt: skip
-
-
 # What a command loads besides the LLM (the models' PARTS): describe never reads the image
 # decoders, the image commands never read the vision encoder; chat loads both.
 UNDERSTANDING, GENERATION = ("understanding",), ("generation",)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import console, options
+from janus_cli.cli import console, options, terminal
 
 DTYPES = ("bfloat16", "float32")
 
@@ -61,7 +61,7 @@ def convert(
             typer.echo(str(result.folder))
         if not quiet:
             gb = result.bytes / 1e9
-            console.err.print(f"{result.tensors} tensors ({gb:.2f} GB) in {len(result.files)} file(s), "
+            console.err.print(f"{terminal.plural(result.tensors, 'tensor')} ({gb:.2f} GB) in {terminal.plural(len(result.files), 'file')}, "
                              f"verified, in {seconds:.1f}s", markup=False)  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import console, inputs, options, tables
+from janus_cli.cli import console, inputs, options, tables, terminal
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.options import OUTPUT, RUNTIME, SAMPLING
 
@@ -101,12 +101,12 @@ def describe(
             if log is not None:
                 log.append(record)
             if as_lines:
-                typer.echo(json.dumps(record, ensure_ascii=False))
+                terminal.result(json.dumps(record, ensure_ascii=False))
 
         def on_text(name: str, text: str, tokens: int) -> None:
             emit({"image": name, "text": text, **base, "tokens": tokens})
             if not as_lines:
-                typer.echo("" if stream else f"==> {name} <==\n{text}\n")
+                terminal.result("" if stream else f"==> {name} <==\n{text}\n")
 
         def on_error(name: str, message: str) -> None:
             failures.append(name)
@@ -133,12 +133,14 @@ def describe(
                     pictures = [load(name) for _, name in items]
                     tokens = describing.answer(session, [pictures], [", ".join(name for _, name in items)], settings, on_delta, on_text)
                 else:
-                    tokens = describing.describe_items(session, items, load, settings, keep_going, on_delta, on_text, on_error)
+                    with terminal.progress(quiet or stream) as bar:
+                        on_text, on_error = terminal.counted(bar, "describing", len(items), on_text, on_error)
+                        tokens = describing.describe_items(session, items, load, settings, keep_going, on_delta, on_text, on_error)
         finally:  # what finished, also when a failure or an interrupt ends the run
             if parquet is not None:
                 tables.write_parquet(log.records(), parquet)
         seconds = time.perf_counter() - t0
         if not quiet:
-            console.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {console.peak_memory()}", markup=False)
+            console.err.print(f"{terminal.plural(tokens, 'token')} in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {console.peak_memory()}", markup=False)
         if failures:
             raise console.fail(f"{len(failures)} of {len(items)} images failed", 1)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from janus_cli.cli import preview as previews
 from janus_cli.cli import console, engines, image_run, inputs, jobs, options, tables
 from janus_cli.cli.options import RUNTIME, SAMPLING
 
@@ -38,6 +39,7 @@ def flow_generate(
     as_json: options.Json = False,
     as_jsonl: options.Jsonl = False,
     quiet: options.Quiet = False,
+    preview: previews.Preview = None,
     model: options.Model = "janusflow-1.3b",
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
@@ -62,6 +64,7 @@ def flow_generate(
       janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
     with console.handle_errors():
+        previews.choose(preview)
         if noise is Noise.official and (shard or resume):
             raise console.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
         from janus_cli.pipelines.text_to_image_flow import FlowSettings

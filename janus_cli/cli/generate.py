@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from janus_cli.cli import preview as previews
 from janus_cli.cli import console, engines, image_run, inputs, jobs, options, recipes, tables
 from janus_cli.cli.options import SAMPLING
 
@@ -36,6 +37,7 @@ def generate(
     as_json: options.Json = False,
     as_jsonl: options.Jsonl = False,
     quiet: options.Quiet = False,
+    preview: previews.Preview = None,
     model: options.Model = "janus-pro-1b",
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
@@ -67,6 +69,7 @@ def generate(
       janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 --manifest out/made.jsonl
     """
     with console.handle_errors():
+        previews.choose(preview)
         v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision, quantize=quantize)
         if from_image is not None:
             v = recipes.apply_recipe(ctx, recipes.read_recipe(from_image), v, RECIPE)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from janus_cli.cli import console, engines, inputs, jobs
+from janus_cli.cli import console, engines, inputs, jobs, preview, terminal
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.naming import Names, write_sidecar
 from janus_cli.errors import InputError
@@ -130,7 +130,7 @@ def plan(work: list[ImageJob], model: str, out: Output, log: Manifest | None) ->
     planned = [{"index": j.first + k, "seed": j.seed_of(k), "prompt": j.prompt, "model": model} for j in work for k in range(j.n)]
     names = Names(out.target, planned, out.overwrite, own=set(done.values()))
     if done and not out.quiet:
-        console.err.print(f"resuming: {len(done)} images already made", markup=False)
+        console.err.print(f"resuming: {terminal.plural(len(done), 'image')} already made", markup=False)
     return Plan(select_images(work, lambda i: i not in done), names)
 
 
@@ -158,8 +158,7 @@ def write_images(p: Plan, events: Iterator, base: dict, out: Output, log: Manife
     if out.mode == "json":
         typer.echo(json.dumps({"images": w.records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
     if not out.quiet and w.made:
-        noun = "image" if w.made == 1 else "images"
-        console.err.print(f"{w.made} {noun} in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {console.peak_memory()}", markup=False)
+        console.err.print(f"{terminal.plural(w.made, 'image')} in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {console.peak_memory()}", markup=False)
     failed = len(w.records) - w.made
     if failed:
         raise console.fail(f"{failed} of {len(w.records)} images failed", 1)
@@ -184,9 +183,9 @@ class _Writer:
             self.log.append(record)
         self.records.append(record)
         if self.out.mode == "jsonl":
-            typer.echo(json.dumps(record, ensure_ascii=False))
+            terminal.result(json.dumps(record, ensure_ascii=False))
         elif self.out.mode == "text" and "path" in record:
-            typer.echo(record["path"])
+            terminal.result(record["path"])
 
     def save(self, index: int, pixels, record: dict) -> dict:
         """Write the PNG (and sidecar) under the image's planned name, or, when another run
@@ -212,7 +211,7 @@ class _Writer:
         from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
 
         total = len(self.waiting)
-        with console.progress_bar(self.out.quiet) as bar:
+        with terminal.progress(self.out.quiet) as bar:
             task = bar.add_task("generating", total=total)
             for event in events:
                 if isinstance(event, Step):
@@ -226,5 +225,7 @@ class _Writer:
                     self.emit(self.record(*self.waiting.pop(event.index), error=event.error))
                 elif isinstance(event, ImageReady):
                     job, k = self.waiting.pop(event.index)
-                    self.emit(self.save(event.index, event.pixels, self.record(job, k)))
+                    record = self.save(event.index, event.pixels, self.record(job, k))
+                    self.emit(record)
+                    preview.show(record["path"], self.out.quiet)
                     self.made += 1

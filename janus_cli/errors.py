@@ -23,3 +23,9 @@ class DownloadError(JanusError):
     """The weights are not local and cannot be fetched (no network, unknown repo)."""
 
     exit_code = 4
+
+
+class ConnectionFailed(JanusError):
+    """A cluster (--ray-address, RAY_ADDRESS) is unreachable or refuses this process."""
+
+    exit_code = 6

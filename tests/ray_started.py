@@ -30,7 +30,9 @@ ray() {
   n=$(( $(wc -l < "$RAY_NODES") + 1 ))
   log="$RAY_LOGS/node-$n.log"
   extra=(--block --num-cpus 1 --node-ip-address 127.0.0.1 --temp-dir "$RAY_TMP" --disable-usage-stats)
-  case " $* " in *" --head "*) extra+=(--include-dashboard=false --dashboard-port "$RAY_DASHBOARD_PORT");; esac
+  case " $* " in
+    *" --head "*) extra+=(--include-dashboard=false --dashboard-port "$RAY_DASHBOARD_PORT");;
+  esac
   # from / : a worker's working directory is its node's, so a relative path would not resolve
   (cd / && exec setsid "$RAY_BIN" start "$@" "${extra[@]}" >"$log" 2>&1 < /dev/null) &
   pid=$!
@@ -69,8 +71,8 @@ class StartedCluster:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of every process of the test: the private HOME holds the token."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        env.update(HOME=str(self.home), COLUMNS="200", RAY_BIN=RAY, RAY_NODES=str(self.nodes_file),
-                   RAY_LOGS=str(self.logs), RAY_TMP=self.ray_tmp, RAY_DASHBOARD_PORT=str(free_port()))  # fmt: skip
+        env.update(HOME=str(self.home), COLUMNS="200", RAY_BIN=RAY, RAY_NODES=str(self.nodes_file))
+        env.update(RAY_LOGS=str(self.logs), RAY_TMP=self.ray_tmp, RAY_DASHBOARD_PORT=str(free_port()))
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update(extra)
         return env
@@ -78,11 +80,24 @@ class StartedCluster:
     def token(self) -> str:
         return (self.home / ".ray" / "auth_token").read_text().strip()
 
-    def run_block(self, block: str, cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    def run_block(
+        self, block: str, cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess:
         """A README block in bash, its `HEAD:6379` being this cluster, `ray start` wrapped."""
-        block = block.replace("HEAD:6379", self.address).replace("--port 6379", f"--port {self.port}").replace("/shared/", f"{cwd}/")
+        block = (
+            block.replace("HEAD:6379", self.address)
+            .replace("--port 6379", f"--port {self.port}")
+            .replace("/shared/", f"{cwd}/")
+        )
         script = RAY_START_WRAPPER + block
-        return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def node_pids(self) -> list[int]:
         return [int(line) for line in self.nodes_file.read_text().split()]
@@ -168,6 +183,12 @@ print(json.dumps({"nodes": nodes, "batch_nodes": sorted(latest.values())}))
 def placement(cluster: StartedCluster) -> dict:
     """{"nodes": live node ids, "batch_nodes": the node id of each batch of the latest job}."""
     script = PLACEMENT_SCRIPT.replace("ADDRESS", repr(cluster.address))
-    r = subprocess.run([sys.executable, "-c", script], env=cluster.env(RAY_AUTH_MODE="token"), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cluster.env(RAY_AUTH_MODE="token"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])

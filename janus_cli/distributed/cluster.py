@@ -73,15 +73,21 @@ def join(ray, opts: RayOptions) -> None:
     hold one worker, which Ray would otherwise wait for forever."""
     address = opts.address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        preflight.probe(address)
+        preflight.probe(address, from_env=not opts.address)
+    level = logging.ERROR if opts.quiet else logging.WARNING
     try:
-        ray.init(address=opts.address, logging_level=logging.ERROR if opts.quiet else logging.WARNING, log_to_driver=not opts.quiet, include_dashboard=False)
-    except ray.exceptions.AuthenticationError:  # RAY_AUTH_MODE=token without a token, or a late refusal
+        ray.init(
+            address=opts.address, logging_level=level, log_to_driver=not opts.quiet, include_dashboard=False
+        )
+    except ray.exceptions.AuthenticationError:  # a refusal the probe could not see
         raise ConnectionFailed(preflight.refused(address or "this machine")) from None
     except ConnectionError as e:
-        raise ConnectionFailed(f"cannot join the Ray cluster at {address}: {(str(e).splitlines() or [''])[0][:300]}") from None
+        first = (str(e).splitlines() or [""])[0][:300]
+        raise ConnectionFailed(f"cannot join the Ray cluster at {address}: {first}") from None
     where = f"the Ray cluster at {address}" if address else "the local Ray cluster (this machine)"
-    options = f"--cpus-per-worker {opts.cpus_per_worker}" + (f", --gpus-per-worker {opts.gpus_per_worker:g}" if opts.gpus_per_worker else "")
+    options = f"--cpus-per-worker {opts.cpus_per_worker}"
+    if opts.gpus_per_worker:
+        options += f", --gpus-per-worker {opts.gpus_per_worker:g}"
     try:
         preflight.check_fits(ray.nodes(), opts.cpus_per_worker, opts.gpus_per_worker or 0, where, options)
     except InputError:
@@ -102,7 +108,7 @@ def stream(rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, 
         yield from _run(ray, rows, worker, worker_args, opts, decode)
 
 
-def _run(ray, rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, decode: Callable[[dict], dict] | None) -> Iterator[dict]:
+def _run(ray, rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, decode) -> Iterator[dict]:
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     if decode is not None:
         ds = ds.map(decode, num_cpus=DECODE_CPUS)

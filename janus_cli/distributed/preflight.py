@@ -33,16 +33,24 @@ def host_port(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+TOKEN_PLACES = (
+    "RAY_AUTH_TOKEN, or the file named by RAY_AUTH_TOKEN_PATH "
+    "(default ~/.ray/auth_token, a copy of the head's)"
+)
+
+
 def refused(address: str) -> str:
     """What to set when the cluster rejects this process's token (or the lack of one)."""
-    where = "RAY_AUTH_TOKEN, or the file named by RAY_AUTH_TOKEN_PATH (default ~/.ray/auth_token, a copy of the head's)"
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
-        return f"the Ray cluster at {address} refused this process's token: give it the cluster's token in {where}"
-    return f"the Ray cluster at {address} uses token authentication: set RAY_AUTH_MODE=token and the cluster's token in {where}"
+        what = "refused this process's token: give it the cluster's token"
+    else:
+        what = "uses token authentication: set RAY_AUTH_MODE=token and the cluster's token"
+    return f"the Ray cluster at {address} {what} in {TOKEN_PLACES}"
 
 
-def probe(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Raises ConnectionFailed unless a Ray cluster listens at ADDRESS and lets this process in."""
+def probe(address: str, from_env: bool, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raises ConnectionFailed unless a Ray cluster listens at ADDRESS and lets this process in.
+    FROM_ENV: the address came from RAY_ADDRESS, not --ray-address (Ray treats them differently)."""
     target = host_port(address)
     if target is None:
         return
@@ -52,10 +60,32 @@ def probe(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     except OSError as e:
         reason = "nothing answers" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
         raise ConnectionFailed(
-            f"no Ray cluster at {address} ({reason} within {timeout_s:g} s): start one with `ray start --head`, "
-            "or fix --ray-address / RAY_ADDRESS"
+            f"no Ray cluster at {address} ({reason} within {timeout_s:g} s): "
+            "start one with `ray start --head`, or fix --ray-address / RAY_ADDRESS"
         ) from None
+    _token_setup(address, from_env)
     _handshake(address, timeout_s)
+
+
+def _token_setup(address: str, from_env: bool) -> None:
+    """What `ray.init` does about the token before it connects, done first so the handshake sees
+    the same mode: with RAY_ADDRESS (not with an explicit address) and RAY_AUTH_MODE unset, a
+    token file turns token mode on; in token mode, no token at all is an error (Ray's C++ client
+    would abort the process on it)."""
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # a Ray without token authentication
+        return
+    try:
+        if from_env:
+            setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        setup.ensure_token_if_auth_enabled(None, create_token_if_missing=False)
+    except AuthenticationError:
+        raise ConnectionFailed(
+            f"RAY_AUTH_MODE=token is set, but no token for the Ray cluster at {address}: "
+            f"put it in {TOKEN_PLACES}"
+        ) from None
 
 
 def _handshake(address: str, timeout_s: float) -> None:
@@ -88,8 +118,13 @@ def check_fits(nodes: list[dict], cpus: float, gpus: float, where: str, options:
     if any(_fits(r.get("CPU", 0), r.get("GPU", 0), cpus, gpus) for r in live) or _autoscaler_fits(cpus, gpus):
         return
     need = _amount(cpus, "CPU") + (f" and {_amount(gpus, 'GPU')}" if gpus else "")
-    counts = Counter(_amount(r.get("CPU", 0), "CPU") + (f" + {_amount(r['GPU'], 'GPU')}" if r.get("GPU") else "") for r in live)
-    has = ", ".join(f"{n} node{'s' if n > 1 else ''} of {kind}" for kind, n in counts.items()) or "no live node"
+    counts = Counter(
+        _amount(r.get("CPU", 0), "CPU") + (f" + {_amount(r['GPU'], 'GPU')}" if r.get("GPU") else "")
+        for r in live
+    )
+    has = (
+        ", ".join(f"{n} node{'s' if n > 1 else ''} of {kind}" for kind, n in counts.items()) or "no live node"
+    )
     raise InputError(f"{where} has no node with {need} for one worker ({options}): it has {has}")
 
 
@@ -108,6 +143,9 @@ def _autoscaler_fits(cpus: float, gpus: float) -> bool:
 
         config = state.get_cluster_config()
         groups = list(config.node_group_configs) if config is not None else []
-        return any(g.max_count != 0 and _fits(g.resources.get("CPU", 0), g.resources.get("GPU", 0), cpus, gpus) for g in groups)
+        return any(
+            g.max_count != 0 and _fits(g.resources.get("CPU", 0), g.resources.get("GPU", 0), cpus, gpus)
+            for g in groups
+        )
     except Exception:  # private API: no autoscaler information is no autoscaler
         return False

@@ -58,7 +58,7 @@ def show(
 
 def _recipe(path: str) -> dict | None:
     """PATH's janus-cli recipe, None for an image without one; an error for what is no image."""
-    from janus_cli.cli.images import read_recipe
+    from janus_cli.cli.recipes import read_recipe
     from janus_cli.errors import InputError
 
     try:

@@ -1,6 +1,6 @@
 """Describe every image of a folder into a CSV (file, caption).
 
-    python examples/caption_folder.py photos/ --out captions.csv
+python examples/caption_folder.py photos/ --out captions.csv
 """
 
 import argparse
@@ -19,8 +19,12 @@ parser.add_argument("--device", default="auto")
 parser.add_argument("--dtype", default="auto")
 args = parser.parse_args()
 
-model = janus_cli.load(args.model, device=args.device, dtype=args.dtype, parts=("understanding",))  # no image decoders
-images = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+model = janus_cli.load(
+    args.model, device=args.device, dtype=args.dtype, parts=("understanding",)
+)  # no image decoders
+images = sorted(
+    p for p in Path(args.folder).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"}
+)
 with open(args.out, "w", newline="", encoding="utf-8") as f:
     table = csv.writer(f)
     table.writerow(["file", "caption"])

@@ -1,6 +1,6 @@
 """A conversation about two images: the first attached up front, the second on a later turn.
 
-    python examples/chat_two_images.py cat.jpg dog.jpg
+python examples/chat_two_images.py cat.jpg dog.jpg
 """
 
 import argparse
@@ -18,7 +18,11 @@ args = parser.parse_args()
 
 model = janus_cli.load(args.model, device=args.device, dtype=args.dtype)
 chat = model.chat([args.first], max_tokens=args.max_tokens)  # greedy answers; answer t is seeded seed + t
-for question, images in [("What is in this picture?", []), ("And in this one?", [args.second]), ("Which one is brighter?", [])]:
+for question, images in [
+    ("What is in this picture?", []),
+    ("And in this one?", [args.second]),
+    ("Which one is brighter?", []),
+]:
     print(f"> {question}")
     for piece in chat.stream(question, images=images):  # the answer as it is decoded
         print(piece, end="", flush=True)

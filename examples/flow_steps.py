@@ -1,6 +1,6 @@
 """JanusFlow at several step counts side by side, from the same seed (the same noise).
 
-    python examples/flow_steps.py "a watercolor of a harbour" --steps 5 10 30 --out steps.png
+python examples/flow_steps.py "a watercolor of a harbour" --steps 5 10 30 --out steps.png
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Four images of one prompt on a 2x2 contact sheet, each seed written under its image.
 
-    python examples/generate_grid.py "a lighthouse at dawn" --out grid.png
+python examples/generate_grid.py "a lighthouse at dawn" --out grid.png
 """
 
 import argparse

@@ -70,8 +70,14 @@ def test_chat_recalls_lines_stops_answers_and_keeps_history(tmp_path):
 
     # The stopped turn left no trace: the answer after it is the one a chat without it gives.
     turns = "what is it\nwhat is it\nand now\n"
-    piped = subprocess.run([sys.executable, "-m", "janus_cli", *args, "-q"], input=turns, env=janus_env(),
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    piped = subprocess.run(
+        [sys.executable, "-m", "janus_cli", *args, "-q"],
+        input=turns,
+        env=janus_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert piped.returncode == 0, piped.stderr
     first, after = answer_after(t, "what is it"), answer_after(t, "and now")
     assert first and after and piped.stdout.endswith(f"\n{after}\n")

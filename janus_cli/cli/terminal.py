@@ -116,10 +116,16 @@ def progress(quiet: bool, transient: bool = False) -> Iterator:
     from rich import progress as rp
 
     bar = rp.Progress(
-        rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
-        rp.TimeRemainingColumn(), console=console.err, disable=not console.show_progress(quiet),
-        transient=transient, redirect_stdout=same_terminal(),  # a stray print() lands above the bar too
-    )  # fmt: skip
+        rp.TextColumn("{task.description}"),
+        rp.BarColumn(),
+        rp.MofNCompleteColumn(),
+        rp.TimeElapsedColumn(),
+        rp.TimeRemainingColumn(),
+        console=console.err,
+        disable=not console.show_progress(quiet),
+        transient=transient,
+        redirect_stdout=same_terminal(),  # a stray print() lands above the bar too
+    )
     with bar:
         before, _live = _live, bar
         try:

@@ -95,7 +95,13 @@ def join(ray, opts: RayOptions) -> None:
         raise
 
 
-def stream(rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, decode: Callable[[dict], dict] | None = None) -> Iterator[dict]:
+def stream(
+    rows: list[dict],
+    worker: type,
+    worker_args: dict,
+    opts: RayOptions,
+    decode: Callable[[dict], dict] | None = None,
+) -> Iterator[dict]:
     """Every output row of WORKER over ROWS (one row = one model batch), as it finishes.
 
     Each row is its own block so that batches spread over the actors; DECODE (if given) runs
@@ -117,7 +123,9 @@ def _run(ray, rows: list[dict], worker: type, worker_args: dict, opts: RayOption
         fn_constructor_kwargs=worker_args,
         batch_size=1,
         # one batch in flight per actor: a queue behind a busy actor would leave another idle
-        compute=ray.data.ActorPoolStrategy(size=min(opts.workers, len(rows)), max_tasks_in_flight_per_actor=1),
+        compute=ray.data.ActorPoolStrategy(
+            size=min(opts.workers, len(rows)), max_tasks_in_flight_per_actor=1
+        ),
         num_cpus=opts.cpus_per_worker,
         num_gpus=opts.gpus_per_worker or None,
     )
@@ -141,7 +149,16 @@ def open_model(ref: ModelRef, threads: int, vae: str | None = None):
     import janus_cli
 
     torch.set_num_threads(threads)
-    return janus_cli.load(ref.model, ref.device, ref.dtype, ref.quantize, ref.revision, vae, compile=ref.compile, parts=ref.parts)
+    return janus_cli.load(
+        ref.model,
+        ref.device,
+        ref.dtype,
+        ref.quantize,
+        ref.revision,
+        vae,
+        compile=ref.compile,
+        parts=ref.parts,
+    )
 
 
 def describe_error(e: Exception) -> str:

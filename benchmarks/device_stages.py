@@ -1,0 +1,198 @@
+"""The stages of benchmarks/device_check.py that check rather than time: the environment, the
+fixtures, the device-parametrized tests and the command line end to end. Each stage is a
+function (device, quick, record) that calls record(case) per finished case and raises (or exits
+non-zero) when something failed; the timing stages are in device_timing.py."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+TESTS = ROOT / "tests"
+# The parity tests (fp32 goldens), the pipeline identity tests and the bf16 CUDA sanity tests.
+FULL_TESTS = [
+    "test_parity_janus.py",
+    "test_janusflow.py",
+    "test_vae.py",
+    "test_pipelines.py",
+    "test_cuda_bf16.py",
+]
+QUICK_TESTS = [  # one of each kind, so that the device plumbing is exercised in seconds
+    "test_parity_janus.py::test_vq_decode",
+    "test_vae.py::test_tiny_matches_diffusers",
+    "test_pipelines.py::test_cfg_one_runs_without_unconditional_rows",
+    "test_cuda_bf16.py",  # skipped off CUDA
+]
+CLI_TIMEOUT_S = 100  # one `janus` command; the stage's own timeout bounds them all
+
+
+def fixtures_module():
+    """tests/conftest.py, which materializes the fixture checkpoints (needs pytest importable)."""
+    sys.path.insert(0, str(TESTS))
+    import conftest
+
+    return conftest
+
+
+def environment(device: str, quick: bool, record) -> None:
+    import torch
+
+    try:
+        import transformers
+
+        hf = transformers.__version__
+    except ImportError:
+        hf = None
+    cuda = torch.cuda.is_available()
+    props = torch.cuda.get_device_properties(0) if cuda else None
+    record(
+        {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cuda_available": cuda,
+            "transformers": hf,
+            "gpu": props.name if props else None,
+            "gpu_memory_gb": round(props.total_memory / 1e9, 1) if props else None,
+            "capability": list(torch.cuda.get_device_capability(0)) if cuda else None,
+        }
+    )
+    if device == "cuda" and not cuda:
+        sys.exit("error: --device cuda: torch.cuda.is_available() is False")
+
+
+def fixtures(device: str, quick: bool, record) -> None:
+    """Every fixture checkpoint, and for a full run the full-size SDXL-VAE of test_vae's slow test."""
+    conftest = fixtures_module()
+    names = sorted(p.name for p in (TESTS / "fixtures" / "checkpoints").iterdir() if p.is_dir())
+    for name in names:
+        t = time.monotonic()
+        folder = conftest.checkpoint_dir(name)
+        record({"fixture": name, "seconds": round(time.monotonic() - t, 2), "folder": str(folder)})
+    if not quick:
+        t = time.monotonic()
+        conftest.vae_full_dir()
+        record({"fixture": "sdxl_vae_full", "seconds": round(time.monotonic() - t, 2)})
+
+
+def tests(device: str, quick: bool, record) -> None:
+    """pytest on the test subset with JANUS_TEST_DEVICE=DEVICE (set by the driver)."""
+    files = [str(TESTS / f) for f in (QUICK_TESTS if quick else FULL_TESTS)]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *files]
+    t = time.monotonic()
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    print(r.stdout[-20000:], r.stderr[-5000:], sep="\n", flush=True)
+    last = (r.stdout.strip().splitlines() or [""])[-1]  # "3 passed, 1 skipped in 9.1s"
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", last)}
+    failed = [
+        line.split(" ", 1)[1] for line in r.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))
+    ]
+    record(
+        {
+            "device": os.environ.get("JANUS_TEST_DEVICE"),
+            "files": [Path(f).name for f in files],
+            "returncode": r.returncode,
+            "seconds": round(time.monotonic() - t, 2),
+            "counts": counts,
+            "failed": failed,
+        }
+    )
+    if r.returncode != 0:
+        sys.exit(f"error: pytest exited {r.returncode}")
+
+
+def cli(device: str, quick: bool, record) -> None:
+    """`python -m janus_cli` as a user runs it on DEVICE (default dtype: bf16 on CUDA); every
+    command runs even when an earlier one failed."""
+    conftest = fixtures_module()
+    pro, flow = (
+        str(conftest.checkpoint_dir("janus-pro-1b-tiny")),
+        str(conftest.checkpoint_dir("janusflow-1.3b-tiny")),
+    )
+    vae = str(conftest.checkpoint_dir("janusflow-1.3b-tiny-vae"))
+    image = str(conftest.image_path("square0.png"))
+    common = ["--device", device]
+    commands = {
+        "describe": (["describe", image, "-p", "What is in this image?", "-m", pro, "--max-tokens", "16"], 0),
+        "generate -n 4": (["generate", "a red fox in snow", "-m", pro, "-n", "4", "--seed", "1"], 4),
+        "flow-generate": (
+            ["flow-generate", "a red fox in snow", "-m", flow, "--vae", vae, "--steps", "30", "--seed", "1"],
+            1,
+        ),
+        "generate --quantize int8": (
+            ["generate", "a red fox in snow", "-m", pro, "-n", "2", "--quantize", "int8"],
+            2,
+        ),
+        "generate --compile": (["generate", "a red fox in snow", "-m", pro, "-n", "2", "--compile"], 2),
+    }
+    if quick and device == "cpu":  # inductor's C++ build takes minutes on a small CPU: not for the dry run
+        del commands["generate --compile"]
+        record(
+            {
+                "command": "generate --compile",
+                "skipped": "--quick on the CPU (inductor builds C++ for minutes)",
+            }
+        )
+    failed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, (argv, images)) in enumerate(commands.items()):
+            out = ["-o", str(Path(tmp) / str(i))] if images else []
+            if out:
+                Path(out[1]).mkdir()
+            t = time.monotonic()
+            try:
+                r = subprocess.run(
+                    [sys.executable, "-m", "janus_cli", *argv, *common, *out],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=CLI_TIMEOUT_S,
+                )
+                rc, stdout, stderr = r.returncode, r.stdout, r.stderr
+            except subprocess.TimeoutExpired as e:
+                rc, stdout, stderr = None, e.stdout or "", f"timed out after {CLI_TIMEOUT_S} s"
+            paths = [p for p in stdout.splitlines() if p.endswith(".png") and Path(p).is_file()]
+            ok = rc == 0 and (len(paths) == images if images else bool(stdout.strip()))
+            print(f"$ janus {name}: rc {rc}\n{stdout[-2000:]}\n{stderr[-3000:]}", flush=True)
+            record(
+                {
+                    "command": name,
+                    "ok": ok,
+                    "returncode": rc,
+                    "seconds": round(time.monotonic() - t, 2),
+                    "images": len(paths),
+                    "stdout": stdout.strip()[-300:] if not images else None,
+                    "stderr_tail": (stderr.strip().splitlines() or [""])[-1][-300:],
+                }
+            )
+            if not ok:
+                failed.append(name)
+    if failed:
+        sys.exit(f"error: failed: {', '.join(failed)}")
+
+
+def timing(name: str):
+    def stage(device: str, quick: bool, record) -> None:
+        import device_timing
+
+        device_timing.STAGES[name](device, quick, record)
+
+    return stage
+
+
+STAGES = {
+    "environment": environment,
+    "fixtures": fixtures,
+    "tests": tests,
+    "cli": cli,
+    **{name: timing(name) for name in ("ar-pro-1b", "int8-pro-7b", "flow-1.3b", "ar-pro-7b")},
+}

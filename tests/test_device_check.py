@@ -1,0 +1,57 @@
+"""The device check's dry run: `bash benchmarks/device_check.sh --device cpu --quick` runs every
+stage on the tiny fixtures on this CPU and writes one JSON and a log under $OUT, so the script a
+GPU machine runs first cannot rot while no GPU is at hand. Also: a failed stage and a spent
+budget are recorded, and the exit status says so."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+STAGES = ["environment", "fixtures", "tests", "cli", "ar-pro-1b", "int8-pro-7b", "flow-1.3b", "ar-pro-7b"]
+
+
+def device_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), *args], env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    [result] = out.glob("device-check-*.json")
+    assert len(list(out.glob("device-check-*.log"))) == 1
+    return r, json.loads(result.read_text())
+
+
+def test_the_cpu_dry_run_passes_every_stage(tmp_path):
+    r, doc = device_check(tmp_path, "--device", "cpu", "--quick")
+    failed = {s["name"]: s.get("error") for s in doc["stages"] if s["status"] != "passed"}
+    assert r.returncode == 0 and not failed, failed
+    assert [s["name"] for s in doc["stages"]] == STAGES
+    assert doc["passed"] and doc["device"] == "cpu" and doc["quick"] and doc["seconds"] < 120
+    assert doc["environment"]["torch"] and doc["environment"]["cuda_available"] in (True, False)
+    cases = {s["name"]: s["cases"] for s in doc["stages"]}
+    [tests] = cases["tests"]
+    assert tests["device"] == "cpu" and tests["counts"]["passed"] >= 3 and not tests["failed"]
+    ran = [c for c in cases["cli"] if "ok" in c]
+    assert {c["command"] for c in ran} >= {"describe", "generate -n 4", "flow-generate", "generate --quantize int8"}
+    assert all(c["ok"] for c in ran) and next(c for c in ran if c["command"] == "generate -n 4")["images"] == 4
+    for stage in ("ar-pro-1b", "ar-pro-7b"):
+        steps = [c for c in cases[stage] if c["kind"] == "step"]
+        assert [c["n"] for c in steps] == [1, 2] and all(c["eager_ms"] > 0 for c in steps)
+        ends = [c for c in cases[stage] if c["kind"] == "end-to-end"]
+        assert ends and all(c["seconds_per_image"] > 0 for c in ends)
+    [int8] = cases["int8-pro-7b"]
+    assert 0 < int8["weights_int8_gb"] < int8["weights_bf16_gb"] and int8["seconds_per_image"] > 0
+    assert [c["n"] for c in cases["flow-1.3b"]] == [1, 4]
+    assert len(doc["targets"]) == 3  # not measured on the CPU: the GPU run fills them
+
+
+def test_a_failed_stage_and_a_spent_budget_are_recorded(tmp_path):
+    r, doc = device_check(tmp_path, "--device", "cuda", "--only", "environment", "--budget", "60")
+    [env] = doc["stages"]
+    if not doc["environment"]["cuda_available"]:
+        assert env["status"] == "failed" and "torch.cuda.is_available() is False" in env["error"]
+        assert r.returncode == 1 and not doc["passed"]
+    r, doc = device_check(tmp_path / "spent", "--device", "cpu", "--only", "fixtures", "--budget", "1")
+    assert doc["stages"] == [{"name": "fixtures", "status": "skipped", "error": "the total budget was spent", "cases": []}]
+    assert r.returncode == 1

@@ -7,6 +7,7 @@
 #   bash benchmarks/device_check.sh                          # the GPU run (--device cuda)
 #   bash benchmarks/device_check.sh --device cpu --quick     # the dry run on the tiny fixtures (< 2 min)
 #   bash benchmarks/device_check.sh --only ar-pro-7b,flow-1.3b   # a second try of some stages
+#   bash benchmarks/device_check.sh --device cpu --quick --slack 5 --budget 900   # on a busy machine
 #
 # Exits 1 when a stage did not pass; the JSON says which and why. See benchmarks/device_check.py.
 set -u

@@ -1,4 +1,5 @@
-"""The timing stages of benchmarks/device_check.py, on one device, in bf16.
+"""The timing stages of benchmarks/device_check.py, on one device, in bf16 (float32 on the CPU,
+where bf16 is emulated unless the CPU has AVX512-BF16; only the --quick dry run times there).
 
 Full runs build full-size random-weight models of the published shapes (run.random_model, on
 the device) and time against the official loop of peers.py on the very same tensors; --quick
@@ -20,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,7 +36,6 @@ from janus_cli.pipelines.session import prepare_model  # noqa: E402
 from janus_cli.pipelines.text_to_image_flow import initial_noise  # noqa: E402
 from janus_cli.sampling.flow import sample_flow  # noqa: E402
 
-BF16 = torch.bfloat16
 TINY = {
     "Janus-Pro-1B": "janus-pro-1b-tiny",
     "Janus-Pro-7B": "janus-pro-7b-tiny",
@@ -44,14 +45,34 @@ LATENT = (4, 48, 48)  # JanusFlow's 384 x 384 image in SDXL-VAE latents (the tin
 PAD = 100015  # the published tokenizers' pad id (reduced modulo a tiny fixture's vocabulary)
 
 
+@dataclass(frozen=True)
+class Plan:
+    ns: tuple[int, ...]  # image counts of the step timing
+    e2e_ns: tuple[int, ...]  # image counts of the end-to-end runs
+    steps: int  # token steps timed per run
+    reps: int  # interleaved runs per N
+    e2e_tokens: int | None  # codes sampled end to end (None: all 576; fewer are tiled for the decode)
+    flow_steps: int
+    flow_ns: tuple[int, ...]
+
+
+FULL = Plan(ns=(1, 16, 64), e2e_ns=(1, 16), steps=24, reps=3, e2e_tokens=None, flow_steps=30, flow_ns=(1, 4))
+# --quick: the plumbing on the tiny fixtures, in CPU seconds (a 576-token run is minutes on a busy CPU)
+QUICK = Plan(ns=(1, 2), e2e_ns=(1,), steps=4, reps=1, e2e_tokens=8, flow_steps=3, flow_ns=(1, 2))
+
+
+def dtype_for(device: str) -> torch.dtype:
+    return torch.bfloat16 if device == "cuda" else torch.float32
+
+
 def model_for(name: str, device: str, quick: bool, parts: tuple[str, ...] | None = ("generation",)):
-    """Published model NAME in bf16 on DEVICE: random full-size weights, or with QUICK its tiny
-    fixture checkpoint."""
+    """Published model NAME on DEVICE: random full-size weights, or with QUICK its tiny fixture
+    checkpoint."""
     if quick:
         from device_stages import fixtures_module
 
-        return load_model(fixtures_module().checkpoint_dir(TINY[name]), BF16, device, parts)
-    return run.random_model(name, BF16, parts, device)
+        return load_model(fixtures_module().checkpoint_dir(TINY[name]), dtype_for(device), device, parts)
+    return run.random_model(name, dtype_for(device), parts, device)
 
 
 def prompt(model, length: int = 40) -> list[int]:
@@ -104,7 +125,7 @@ def ar_stage(name: str):
     seconds per image end to end (576 tokens and the VQ decode of each image)."""
 
     def stage(device: str, quick: bool, record) -> None:
-        ns, e2e_ns, steps, reps = ([1, 2], [1, 2], 4, 1) if quick else ([1, 16, 64], [1, 16], 24, 3)
+        plan = QUICK if quick else FULL
         compile = device == "cuda" or not quick  # inductor's C++ build is minutes on a small CPU
         model = model_for(name, device, quick)
         tokens = model.cfg.image_tokens
@@ -116,14 +137,14 @@ def ar_stage(name: str):
             peer, peer_error = None, f"{type(e).__name__}: {e}"
         ids = prompt(model)
         failures = []
-        for n in ns:
+        for n in plan.ns:
             case = {
                 "kind": "step",
                 "model": name,
                 "n": n,
                 "context": len(ids),
-                "steps_timed": steps,
-                "reps": reps,
+                "steps_timed": plan.steps,
+                "reps": plan.reps,
             }
             try:
                 with peak(device) as mem:
@@ -132,15 +153,15 @@ def ar_stage(name: str):
                         step_ms(run.janus_codes(compiled, ids, n, tokens, compile=True), device, 3)
                         case["compile_s"] = round(time.perf_counter() - t, 1)
                     times: dict[str, list[float]] = {"eager": [], "compiled": [], "peer": []}
-                    for _ in range(reps):  # interleaved, so a change of clocks or load hits all alike
-                        times["eager"] += step_ms(run.janus_codes(eager, ids, n, tokens), device, steps)
+                    for _ in range(plan.reps):  # interleaved, so a change of clocks or load hits all alike
+                        times["eager"] += step_ms(run.janus_codes(eager, ids, n, tokens), device, plan.steps)
                         if compiled is not None:
                             times["compiled"] += step_ms(
-                                run.janus_codes(compiled, ids, n, tokens, compile=True), device, steps
+                                run.janus_codes(compiled, ids, n, tokens, compile=True), device, plan.steps
                             )
                         if peer is not None:
                             times["peer"] += step_ms(
-                                run.peer_codes(model, peer, ids, n, tokens), device, steps
+                                run.peer_codes(model, peer, ids, n, tokens), device, plan.steps
                             )
                 case.update(step_row(n, tokens, times), **mem, peer_error=peer_error)
             except Exception as e:  # one N failing (out of memory, a compile error) leaves the others
@@ -148,12 +169,12 @@ def ar_stage(name: str):
                 failures.append(f"N={n}")
             record(case)
             free(eager, compiled)
-        for n in e2e_ns:
+        for n in plan.e2e_ns:
             for mode, m in (("eager", eager), ("compiled", compiled)):
                 if m is None:
                     continue
                 try:
-                    record(end_to_end(m, name, ids, n, tokens, device, mode))
+                    record(end_to_end(m, name, ids, n, plan.e2e_tokens or tokens, device, mode))
                 except Exception as e:
                     record(
                         {
@@ -189,8 +210,9 @@ def step_row(n: int, tokens: int, times: dict[str, list[float]]) -> dict:
 
 @torch.inference_mode()
 def end_to_end(model, name: str, ids: list[int], n: int, tokens: int, device: str, mode: str) -> dict:
-    """N images from one prompt as `janus generate -n N` makes them: all TOKENS codes, the cache
-    freed, then each image VQ-decoded and made uint8."""
+    """N images from one prompt as `janus generate -n N` makes them: TOKENS codes (all of the
+    model's, but for --quick, whose codes are tiled to fill the grid), the cache freed, then each
+    image VQ-decoded and made uint8."""
     with peak(device) as mem:
         start = time.perf_counter()
         codes = torch.stack(
@@ -198,9 +220,11 @@ def end_to_end(model, name: str, ids: list[int], n: int, tokens: int, device: st
         )
         tokens_s = time.perf_counter() - start
         model.language_model.free_cache()
+        grid = model.cfg.image_tokens
+        codes = codes.repeat(1, -(-grid // tokens))[:, :grid]  # (N, 576)
         pixels = [to_uint8(model.decode_codes(row)) for row in codes.split(1)]  # (1, H, W, 3) each
         total = time.perf_counter() - start
-    assert codes.shape == (n, tokens) and all(p.shape[0] == 1 for p in pixels)
+    assert all(p.shape[0] == 1 and p.std() > 0 for p in pixels)
     return {
         "kind": "end-to-end",
         "model": name,
@@ -208,6 +232,7 @@ def end_to_end(model, name: str, ids: list[int], n: int, tokens: int, device: st
         "mode": mode,
         "seconds": round(total, 3),
         "seconds_per_image": round(total / n, 3),
+        "tokens": tokens,
         "token_seconds": round(tokens_s, 3),
         **mem,
     }
@@ -217,8 +242,8 @@ def int8_stage(device: str, quick: bool, record) -> None:
     """Janus-Pro-7B with int8 weights as `janus generate --quantize int8` runs it: the weight
     bytes before and after, and the allocator's peak over one image end to end."""
     model = model_for("Janus-Pro-7B", device, quick)
-    bf16_gb = tensor_gb(model)
-    prepare_model(model, torch.device(device), BF16, "int8")  # in place, as open_session does
+    bf16_gb = tensor_gb(model)  # bf16 on CUDA, float32 on the CPU
+    prepare_model(model, torch.device(device), dtype_for(device), "int8")  # in place, as open_session does
     free()
     row = {
         "kind": "int8-memory",
@@ -230,11 +255,13 @@ def int8_stage(device: str, quick: bool, record) -> None:
         row["allocated_after_quantize_gb"] = round(torch.cuda.memory_allocated() / 1e9, 3)
         row["peak_including_load_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 3)
     ids = prompt(model)
-    one = end_to_end(model, "Janus-Pro-7B", ids, 1, model.cfg.image_tokens, device, "eager")
-    row.update(peak_gb=one["peak_gb"], seconds_per_image=one["seconds_per_image"])
-    row["step_ms_n1"] = round(
-        statistics.median(step_ms(run.janus_codes(model, ids, 1, model.cfg.image_tokens), device, 16)), 3
+    plan = QUICK if quick else FULL
+    one = end_to_end(
+        model, "Janus-Pro-7B", ids, 1, plan.e2e_tokens or model.cfg.image_tokens, device, "eager"
     )
+    row.update(peak_gb=one["peak_gb"], seconds_per_image=one["seconds_per_image"])
+    codes = run.janus_codes(model, ids, 1, model.cfg.image_tokens)
+    row["step_ms_n1"] = round(statistics.median(step_ms(codes, device, plan.steps)), 3)
     record(row)
 
 
@@ -244,18 +271,21 @@ def tensor_gb(model) -> float:
 
 @torch.inference_mode()
 def flow_stage(device: str, quick: bool, record) -> None:
-    """A JanusFlow-1.3B image at 30 Euler steps (CFG 2) and its SDXL-VAE decode, end to end,
-    for N = 1 and 4; the median step."""
-    model = prepare_model(model_for("JanusFlow-1.3B", device, quick), torch.device(device), BF16)
+    """A JanusFlow-1.3B image at 30 Euler steps (CFG 2; --quick: 3) and its SDXL-VAE decode, end
+    to end, for N = 1 and 4; the median step."""
+    plan = QUICK if quick else FULL
+    model = prepare_model(model_for("JanusFlow-1.3B", device, quick), torch.device(device), dtype_for(device))
     vae = vae_for(device, quick)
     ids = prompt(model, 37)  # the golden prompt's length
     uncond = [ids[0]] + [PAD % model.cfg.llm.vocab_size] * (len(ids) - 1)
-    for n in (1, 4):
+    for n in plan.flow_ns:
         with peak(device) as mem:
             start = time.perf_counter()
-            z = initial_noise(n, 0, "per-image", LATENT).to(device, BF16)  # (N, 4, 48, 48)
+            z = initial_noise(n, 0, "per-image", LATENT).to(device, dtype_for(device))  # (N, 4, 48, 48)
             steps, t = [], time.perf_counter()
-            for latent in synced(sample_flow(model, [ids], [uncond], [0] * n, z, 30, 2.0), device):
+            for latent in synced(
+                sample_flow(model, [ids], [uncond], [0] * n, z, plan.flow_steps, 2.0), device
+            ):
                 steps.append(time.perf_counter() - t)  # the first one holds the prompt's prefill
                 t, z = time.perf_counter(), latent
             pixels = to_uint8(vae.decode(z))  # (N, H, W, 3)
@@ -266,7 +296,7 @@ def flow_stage(device: str, quick: bool, record) -> None:
                 "kind": "flow",
                 "model": "JanusFlow-1.3B",
                 "n": n,
-                "steps": 30,
+                "steps": plan.flow_steps,
                 "seconds": round(total, 3),
                 "seconds_per_image": round(total / n, 3),
                 "step_ms": round(statistics.median(steps[1:]) * 1e3, 3),
@@ -277,7 +307,7 @@ def flow_stage(device: str, quick: bool, record) -> None:
 
 
 def vae_for(device: str, quick: bool):
-    """The SDXL-VAE decoder in bf16: the tiny fixture's, or random weights of the published shape."""
+    """The SDXL-VAE decoder: the tiny fixture's, or random weights of the published shape."""
     from janus_cli.checkpoints.vae import load_vae, vae_config
     from janus_cli.models.vae import VAEDecoder
 
@@ -285,10 +315,12 @@ def vae_for(device: str, quick: bool):
         from device_stages import fixtures_module
 
         return load_vae(
-            fixtures_module().checkpoint_dir("janusflow-1.3b-tiny-vae"), dtype=BF16, device=device
+            fixtures_module().checkpoint_dir("janusflow-1.3b-tiny-vae"),
+            dtype=dtype_for(device),
+            device=device,
         )
     config = json.loads((run.ROOT / "weights" / "published" / "sdxl-vae" / "config.json").read_text())
-    vae = VAEDecoder(vae_config(config)).to(device, BF16).eval()
+    vae = VAEDecoder(vae_config(config)).to(device, dtype_for(device)).eval()
     gen = torch.Generator(device).manual_seed(0)
     with torch.no_grad():
         for p in vae.parameters():

@@ -164,6 +164,8 @@ def ar_stage(name: str):
                                 run.peer_codes(model, peer, ids, n, tokens), device, plan.steps
                             )
                 case.update(step_row(n, tokens, times), **mem, peer_error=peer_error)
+                if compiled is not None:  # more graphs than Ns: recompiles (a guard on the cache?)
+                    case["dynamo_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
             except Exception as e:  # one N failing (out of memory, a compile error) leaves the others
                 case["error"] = f"{type(e).__name__}: {e}"[:500]
                 failures.append(f"N={n}")

@@ -26,7 +26,7 @@ def peer_model(model):
         peer = LlamaForCausalLM(hf_cfg)
     peer.load_state_dict(model.language_model.state_dict(), assign=True, strict=False)
     peer.model.rotary_emb = type(peer.model.rotary_emb)(hf_cfg)  # its inv_freq buffer was on meta
-    return peer.to(model.language_model.model.embed_tokens.weight.device).eval()  # inv_freq beside the weights
+    return peer.to(model.language_model.model.embed_tokens.weight.device).eval()  # inv_freq too
 
 
 @torch.inference_mode()

@@ -1,4 +1,5 @@
-"""SDXL-VAE decoder: parity with diffusers goldens (on JANUS_TEST_DEVICE), old attention names, loader errors."""
+"""SDXL-VAE decoder: parity with diffusers goldens (on JANUS_TEST_DEVICE), old attention names,
+loader errors."""
 
 from __future__ import annotations
 

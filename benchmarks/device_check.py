@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
+SLACK_ENV = "DEVICE_CHECK_SLACK"  # --slack, for the timeouts the stages set themselves
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def drive(stages: list[Stage], args, log_path: Path) -> dict:
     """Run STAGES one by one as child processes, each under min(its timeout, what the budget has
     left), appending their output to LOG_PATH; the results document."""
     budget = args.budget or BUDGET_S[args.quick]
-    env = test_env(args.device)
+    env = test_env(args.device, args.slack)
     start = time.monotonic()
     rows = []
     with open(log_path, "a") as log, tempfile.TemporaryDirectory() as tmp:
@@ -171,10 +172,11 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def test_env(device: str) -> dict:
-    """The children's environment: the worktree first on PYTHONPATH, the test device, and a
-    fixture cache that works (tests/.cache may be a link to a folder of another machine)."""
-    env = {**os.environ, "JANUS_TEST_DEVICE": device, "PYTHONUNBUFFERED": "1"}
+def test_env(device: str, slack: float) -> dict:
+    """The children's environment: the worktree first on PYTHONPATH, the test device, the
+    timeout slack, and a fixture cache that works (tests/.cache may be a link to a folder of
+    another machine)."""
+    env = {**os.environ, "JANUS_TEST_DEVICE": device, "PYTHONUNBUFFERED": "1", SLACK_ENV: str(slack)}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     cache = ROOT / "tests" / ".cache"
     if "JANUS_TEST_CACHE" not in env and cache.is_symlink() and not cache.exists():

@@ -135,7 +135,7 @@ def drive(stages: list[Stage], args, log_path: Path) -> dict:
             log.write(f"\n===== {stage.name} (timeout {timeout:.0f} s) =====\n")
             log.flush()
             offset = log.tell()
-            t = time.monotonic()
+            t, cpu = time.monotonic(), children_cpu_s()
             rc = run_bounded(cmd + (["--quick"] if args.quick else []), env, log, timeout)
             seconds = time.monotonic() - t
             status = "passed" if rc == 0 else "timeout" if rc is None else "failed"
@@ -143,6 +143,7 @@ def drive(stages: list[Stage], args, log_path: Path) -> dict:
                 "name": stage.name,
                 "status": status,
                 "seconds": round(seconds, 2),
+                "cpu_seconds": round(children_cpu_s() - cpu, 2),
                 "timeout_s": round(timeout),
                 "returncode": rc,
                 "error": None if rc == 0 else tail(log_path, offset),

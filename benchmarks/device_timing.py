@@ -58,7 +58,7 @@ class Plan:
 
 FULL = Plan(ns=(1, 16, 64), e2e_ns=(1, 16), steps=24, reps=3, e2e_tokens=None, flow_steps=30, flow_ns=(1, 4))
 # --quick: the plumbing on the tiny fixtures, in CPU seconds (a 576-token run is minutes on a busy CPU)
-QUICK = Plan(ns=(1, 2), e2e_ns=(1,), steps=4, reps=1, e2e_tokens=8, flow_steps=3, flow_ns=(1, 2))
+QUICK = Plan(ns=(1, 2), e2e_ns=(1,), steps=4, reps=1, e2e_tokens=8, flow_steps=2, flow_ns=(1,))
 
 
 def dtype_for(device: str) -> torch.dtype:
@@ -273,8 +273,8 @@ def tensor_gb(model) -> float:
 
 @torch.inference_mode()
 def flow_stage(device: str, quick: bool, record) -> None:
-    """A JanusFlow-1.3B image at 30 Euler steps (CFG 2; --quick: 3) and its SDXL-VAE decode, end
-    to end, for N = 1 and 4; the median step."""
+    """A JanusFlow-1.3B image at 30 Euler steps (CFG 2) and its SDXL-VAE decode, end to end, for
+    N = 1 and 4 (--quick: one image, 2 steps); the median step."""
     plan = QUICK if quick else FULL
     model = prepare_model(model_for("JanusFlow-1.3B", device, quick), torch.device(device), dtype_for(device))
     vae = vae_for(device, quick)

@@ -71,17 +71,23 @@ def environment(device: str, quick: bool, record) -> None:
 
 
 def fixtures(device: str, quick: bool, record) -> None:
-    """Every fixture checkpoint, and for a full run the full-size SDXL-VAE of test_vae's slow test."""
-    conftest = fixtures_module()
+    """Every fixture checkpoint (about 0.8 GB each: numpy hashes them from their manifests), and
+    for a full run the full-size SDXL-VAE of test_vae's slow test, in parallel processes
+    (conftest publishes each folder atomically)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     names = sorted(p.name for p in (TESTS / "fixtures" / "checkpoints").iterdir() if p.is_dir())
-    for name in names:
-        t = time.monotonic()
-        folder = conftest.checkpoint_dir(name)
-        record({"fixture": name, "seconds": round(time.monotonic() - t, 2), "folder": str(folder)})
-    if not quick:
-        t = time.monotonic()
-        conftest.vae_full_dir()
-        record({"fixture": "sdxl_vae_full", "seconds": round(time.monotonic() - t, 2)})
+    names += [] if quick else ["sdxl_vae_full"]
+    with ProcessPoolExecutor(max_workers=max(1, min(len(names), (os.cpu_count() or 1) - 1))) as pool:
+        for name, seconds, folder in pool.map(materialize, names):
+            record({"fixture": name, "seconds": seconds, "folder": folder})
+
+
+def materialize(name: str) -> tuple[str, float, str]:
+    conftest = fixtures_module()
+    t = time.monotonic()
+    folder = conftest.vae_full_dir() if name == "sdxl_vae_full" else conftest.checkpoint_dir(name)
+    return name, round(time.monotonic() - t, 2), str(folder)
 
 
 def tests(device: str, quick: bool, record) -> None:

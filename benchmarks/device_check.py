@@ -1,5 +1,7 @@
-"""One prepared check of janus-cli on a device, to run first when a GPU shows up (GPU time is rare
-and short, so it has to exist, tested, before one does).
+"""The prepared device check of janus-cli: tests, the command line and timings, stage by stage.
+
+Run it first when a GPU shows up: GPU time is rare and short, so the check has to exist, tested
+on the CPU, before one does.
 
     bash benchmarks/device_check.sh [--device cpu|cuda] [--quick] [--only STAGE,...] [--budget S]
 

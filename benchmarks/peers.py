@@ -35,7 +35,7 @@ def peer_model(model):
         peer = LlamaForCausalLM(hf_cfg)
     peer.load_state_dict(model.language_model.state_dict(), assign=True, strict=False)
     peer.model.rotary_emb = type(peer.model.rotary_emb)(hf_cfg)  # its inv_freq buffer was on meta
-    return peer.eval()
+    return peer.to(model.language_model.model.embed_tokens.weight.device).eval()  # inv_freq too
 
 
 @torch.inference_mode()
@@ -43,10 +43,11 @@ def peer_codes(model, peer, ids: list[int], n: int, steps: int) -> Iterator[Tens
     """The official generation loop (generation_inference.py): interleaved rows, growing cache."""
     from transformers import DynamicCache
 
-    rows = torch.tensor([ids, make_uncond_ids(ids, 0)] * n)  # (2N, L) cond/uncond interleaved
+    device = peer.model.embed_tokens.weight.device
+    rows = torch.tensor([ids, make_uncond_ids(ids, 0)] * n, device=device)  # (2N, L) cond/uncond interleaved
     embeds = peer.model.embed_tokens(rows)
     cache = DynamicCache()
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device).manual_seed(0)
     for _ in range(steps):
         hidden = peer.model(inputs_embeds=embeds, use_cache=True, past_key_values=cache).last_hidden_state
         logits = model.gen_head(hidden[:, -1])

@@ -55,16 +55,16 @@ IMAGE_TOKENS = 576
 FP32_BYTES = 15 * GiB  # what the fp32 decode case needs free (main)
 
 
-def random_model(name: str, dtype: torch.dtype, parts: tuple[str, ...] | None = None):
-    """The published model NAME with random weights; only the LLM and PARTS' submodules (all
-    when None), as checkpoints/load.py leaves the others out."""
+def random_model(name: str, dtype: torch.dtype, parts: tuple[str, ...] | None = None, device: str = "cpu"):
+    """The published model NAME with random weights on DEVICE; only the LLM and PARTS'
+    submodules (all when None), as checkpoints/load.py leaves the others out."""
     cfg = JanusConfig.from_file(ROOT / "weights" / "published" / name / "config.json")
     model = build_model(cfg)
     for part, names in model.PARTS.items():
         for path in names if parts is not None and part not in parts else ():
             drop(model, path)
-    model = model.to(dtype).to_empty(device="cpu")  # cast on meta: no fp32 copy in RAM
-    gen = torch.Generator().manual_seed(0)
+    model = model.to(dtype).to_empty(device=device)  # cast on meta: no fp32 copy in RAM
+    gen = torch.Generator(device).manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02, generator=gen)
@@ -72,11 +72,12 @@ def random_model(name: str, dtype: torch.dtype, parts: tuple[str, ...] | None = 
 
 
 def janus_copy(model, quantize: str = "none", compile: bool = False):
-    """MODEL prepared the way `janus` runs it (int8 if asked, then oneDNN-blocked linears on the
-    CPU unless COMPILE), sharing with MODEL every tensor that preparing does not replace."""
+    """MODEL prepared the way `janus` runs it on MODEL's device (int8 if asked, then on the CPU
+    oneDNN-blocked linears unless COMPILE), sharing with MODEL every tensor that preparing does
+    not replace."""
     shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    dtype = next(model.parameters()).dtype
-    return prepare_model(copy.deepcopy(model, memo=shared), torch.device("cpu"), dtype, quantize, compile)
+    weight = next(model.parameters())
+    return prepare_model(copy.deepcopy(model, memo=shared), weight.device, weight.dtype, quantize, compile)
 
 
 def decode_path_bytes(model) -> int:

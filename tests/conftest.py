@@ -17,7 +17,7 @@ import pytest
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
-CACHE = HERE / ".cache"
+CACHE = Path(os.environ.get("JANUS_TEST_CACHE", HERE / ".cache"))  # elsewhere where tests/.cache cannot be
 sys.path.insert(0, str(HERE))
 
 from synth import materialize  # noqa: E402
@@ -34,16 +34,42 @@ def checkpoint_dir(name: str) -> Path:
     return out
 
 
+def test_device():
+    """The device the parity and pipeline tests run on: env JANUS_TEST_DEVICE (default cpu).
+
+    On CUDA, TF32 is turned off: the fp32 goldens hold to 1e-4, and TF32's 10-bit mantissa in
+    matmuls and convolutions (cuDNN's is on by default) does not."""
+    import torch
+
+    device = torch.device(os.environ.get("JANUS_TEST_DEVICE", "cpu"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+test_device.__test__ = False  # a helper, not a test, although pytest collects test_* names
+
+
+def on_device(x):
+    """X (a tensor, or a dict of them such as a golden file) on test_device(); on the CPU the
+    very same tensors."""
+    if isinstance(x, dict):
+        return {k: on_device(v) for k, v in x.items()}
+    return x.to(test_device())
+
+
 def runtime_model(name: str, dtype=None):
-    """Fixture checkpoint NAME loaded and prepared as the command line runs it on this CPU
-    (oneDNN-blocked linears where PyTorch has oneDNN), in float32 unless DTYPE says otherwise."""
+    """Fixture checkpoint NAME loaded and prepared as the command line runs it on test_device()
+    (on the CPU: oneDNN-blocked linears where PyTorch has oneDNN), in float32 unless DTYPE says
+    otherwise."""
     import torch
 
     from janus_cli.checkpoints.load import load_model
     from janus_cli.pipelines.session import prepare_model
 
-    dtype = dtype or torch.float32
-    return prepare_model(load_model(checkpoint_dir(name), dtype), torch.device("cpu"), dtype)
+    dtype, device = dtype or torch.float32, test_device()
+    return prepare_model(load_model(checkpoint_dir(name), dtype, device), device, dtype)
 
 
 def golden_json(name: str) -> dict:
@@ -64,7 +90,7 @@ def assert_close(actual, golden, rel: float = 1e-4) -> None:
     """The README's tolerance: max |diff| <= rel * max(1, max |golden|)."""
     golden = golden.float()
     bound = rel * max(1.0, golden.abs().max().item())
-    diff = (actual.float() - golden).abs().max().item()
+    diff = (actual.float().cpu() - golden.cpu()).abs().max().item()  # goldens may sit on another device
     assert diff <= bound, f"max |diff| {diff:.3g} > {bound:.3g}"
 
 
@@ -75,7 +101,7 @@ def assert_uint8_close(actual, golden) -> None:
     wherever a value lies within that error of a step, up to ~2.5 % of values. The visible
     goldens stay under 0.1 % at 2 threads; at 1 thread (fp32 sums split differently) Janus-1.3B's
     VQ decode reached 0.14 %."""
-    diff = (actual.int() - golden.int()).abs()
+    diff = (actual.int().cpu() - golden.int().cpu()).abs()
     assert diff.max().item() <= 1, f"max |diff| {diff.max().item()}"
     frac = (diff > 0).float().mean().item()
     assert frac < 1e-2, f"{frac:.4%} of values differ"

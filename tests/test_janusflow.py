@@ -1,4 +1,5 @@
-"""JanusFlow-1.3B (tiny): understanding and rectified-flow generation against the official goldens."""
+"""JanusFlow-1.3B (tiny): understanding and rectified-flow generation against the official goldens,
+on JANUS_TEST_DEVICE (conftest.test_device)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from conftest import (
     golden_json,
     golden_tensors,
     image_path,
+    on_device,
     runtime_model,
+    test_device,
 )
 
 from janus_cli.checkpoints.load import UNUSED_PREFIXES, build_model
@@ -64,13 +67,13 @@ def gj():
 
 @pytest.fixture(scope="module")
 def gt():
-    return golden_tensors(NAME)
+    return on_device(golden_tensors(NAME))
 
 
 @pytest.fixture(scope="module")
 def session(folder, model, tok):
     cfg = JanusConfig.from_file(folder / "config.json")
-    return Session(NAME, folder, cfg, model, tok, PreprocessConfig(), torch.device("cpu"), torch.float32)
+    return Session(NAME, folder, cfg, model, tok, PreprocessConfig(), test_device(), torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +104,15 @@ def test_understanding_matches_golden(model, tok, gj, gt):
     u = gj["understand"]
     ids = understanding_ids(tok, ["<image_placeholder>\n" + u["question"]], 576)
     assert ids == u["input_ids"]
-    x = preprocess(load_image(image_path(u["image"])))[None]
-    ids_t = torch.tensor([ids])
+    x = on_device(preprocess(load_image(image_path(u["image"])))[None])
+    ids_t = on_device(torch.tensor([ids]))
     slots = model.image_slots(ids_t, tok.special)
     assert int(slots.sum()) == 577
     embeds = model.embed_prompt(ids_t, x, slots)
     assert torch.equal(embeds[0, ids.index(tok.special.boi)], model.beg_of_und_embed[0])
     llm = model.language_model
     llm.setup_cache(1, len(ids))
-    hidden = llm(embeds, torch.arange(len(ids)), used=len(ids))[:, -1]
+    hidden = llm(embeds, on_device(torch.arange(len(ids))), used=len(ids))[:, -1]
     assert_close(llm.logits(hidden)[0], gt["understand.prefill_logits_last"])
     greedy = [int(t[0]) for t in generate_text(llm, embeds, 24, make_sampler(0), tok.special.eos)]
     assert greedy == u["greedy_ids"]
@@ -127,7 +130,7 @@ def test_prompt_ids(session, prompt, gj):
 def test_noise(gt):
     official = initial_noise(2, SEED, "official", LATENT)
     assert official.dtype == torch.bfloat16
-    assert torch.equal(official.float(), gt["generate.z0"])
+    assert torch.equal(official.float(), gt["generate.z0"].cpu())
     with torch.random.fork_rng():  # the demo's global-RNG draw is the same stream
         torch.manual_seed(SEED)
         assert torch.equal(torch.randn((2, *LATENT), dtype=torch.bfloat16), official)
@@ -139,7 +142,7 @@ def test_noise(gt):
 def test_step0_matches_golden(model, prompt, gt):
     ids, uncond = prompt
     z0 = gt["generate.z0"]
-    ts, _ = time_grid(5, torch.float32)
+    ts, _ = time_grid(5, torch.float32, z0.device)
     t = ts[0].expand(2)
     with torch.inference_mode():
         assert_close(model.encode_latent(z0, t)[1], gt["generate.step0_t_emb"])
@@ -154,7 +157,7 @@ def test_prefix_cache_equals_full_recompute(model, prompt, gt):
     """A later step reuses the prefix and overwrites the time/latent slots of an earlier one."""
     ids, uncond = prompt
     z0, z1 = gt["generate.z0"], gt["generate.z_after_5_steps"]
-    ts, _ = time_grid(30, torch.float32)
+    ts, _ = time_grid(30, torch.float32, z0.device)
     fp = prefill_prompt(model, [ids], [uncond], [0, 0], 576)
     velocity(model, fp, z0, ts[0].expand(2))
     cached = velocity(model, fp, z1, ts[17].expand(2))
@@ -168,7 +171,8 @@ def test_prompts_of_different_lengths_share_a_batch(model, session, gt):
         flow_prompt_ids(session, "a lighthouse on a cliff above a stormy sea"),
     )
     assert len(a) != len(b)
-    z, t = gt["generate.z0"], time_grid(30, torch.float32)[0][17].expand(2)  # (2, L, H, W), (2,)
+    z = gt["generate.z0"]  # (2, L, H, W)
+    t = time_grid(30, torch.float32, z.device)[0][17].expand(2)  # (2,)
     v = velocity(
         model, prefill_prompt(model, [a, b], [ua, ub], [1, 0], 576), z, t
     )  # image 0: prompt b, image 1: prompt a
@@ -184,7 +188,7 @@ def test_five_steps_match_golden(five_steps, gt):
 
 @pytest.mark.slow
 def test_five_step_images_match_golden(five_steps, gt):
-    vae = load_vae(checkpoint_dir(f"{NAME}-vae"), dtype=torch.float32)
+    vae = load_vae(checkpoint_dir(f"{NAME}-vae"), dtype=torch.float32, device=test_device())
     with torch.inference_mode():
         pixels = to_uint8(vae.decode(five_steps[-1]))
     assert_uint8_close(torch.from_numpy(pixels), gt["generate.images_uint8_5_steps"])
@@ -195,7 +199,7 @@ def test_thirty_steps_match_golden(model, prompt, gt):
     ids, uncond = prompt
     *_, z = sample_flow(model, [ids], [uncond], [0, 0], gt["generate.z0"], 30, 2.0)
     assert_close(z, gt["generate.z_after_30_steps"], rel=1e-3)
-    vae = load_vae(checkpoint_dir(f"{NAME}-vae"), dtype=torch.float32)
+    vae = load_vae(checkpoint_dir(f"{NAME}-vae"), dtype=torch.float32, device=test_device())
     with torch.inference_mode():
         pixels = to_uint8(vae.decode(z))
     assert_uint8_close(torch.from_numpy(pixels), gt["generate.images_uint8_30_steps"])

@@ -1,4 +1,5 @@
-"""Parity with the goldens of the official code (fp32, CPU) for Janus, Janus-Pro 1B and 7B.
+"""Parity with the goldens of the official code (fp32, CPU) for Janus, Janus-Pro 1B and 7B, on
+JANUS_TEST_DEVICE (conftest.test_device).
 
 Covers the three published layouts: single `.bin` (pro-1b), sharded `.bin` (pro-7b) and
 `model.safetensors` (1.3b).
@@ -13,6 +14,7 @@ from conftest import (
     golden_json,
     golden_tensors,
     image_path,
+    on_device,
     runtime_model,
 )
 
@@ -37,7 +39,7 @@ IMAGES = {
 def case(request):
     folder = checkpoint_dir(request.param)
     model = runtime_model(request.param)
-    return model, Tokenizer(folder), golden_json(request.param), golden_tensors(request.param)
+    return model, Tokenizer(folder), golden_json(request.param), on_device(golden_tensors(request.param))
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +55,13 @@ def test_preprocess_matches_official_processor(components, name):
 
 @torch.inference_mode()
 def test_siglip_and_aligner(pro1b, components):
-    feats = pro1b.vision_model(components["preprocess.square"][None])[0]
+    feats = pro1b.vision_model(on_device(components["preprocess.square"][None]))[0]
     assert_close(feats, components["siglip.features"])
     assert_close(pro1b.aligner(feats), components["aligner.output"])
 
 
 def test_vq_decode(pro1b, components):
-    images = pro1b.decode_codes(components["vq.codes"])
+    images = pro1b.decode_codes(on_device(components["vq.codes"]))
     assert_close(images[0], components["vq.decoded"])
     assert_uint8_close(torch.from_numpy(to_uint8(images)[0]), components["vq.uint8"])
 
@@ -70,12 +72,12 @@ def test_understanding_logits_and_greedy_tokens(case):
     u = gj["understand"]
     ids = understanding_ids(tok, ["<image_placeholder>\n" + u["question"]], 576)
     assert ids == u["input_ids"]
-    ids_t = torch.tensor([ids])
-    pixels = preprocess(load_image(image_path(u["image"])))[None]
+    ids_t = on_device(torch.tensor([ids]))
+    pixels = on_device(preprocess(load_image(image_path(u["image"])))[None])
     embeds = model.embed_prompt(ids_t, pixels, model.image_slots(ids_t, tok.special))
     llm = model.language_model
     llm.setup_cache(rows=1, length=len(ids))
-    logits = llm.logits(llm(embeds, torch.arange(len(ids)))[:, -1])[0]
+    logits = llm.logits(llm(embeds, on_device(torch.arange(len(ids))))[:, -1])[0]
     assert_close(logits, gt["understand.prefill_logits_last"])
     tokens = [int(t[0]) for t in generate_text(llm, embeds, 24, make_sampler(0.0), tok.special.eos)]
     assert tokens == u["greedy_ids"]

@@ -1,8 +1,8 @@
-"""Pipeline contracts: seeds make image k independent of N and of the batch size."""
+"""Pipeline contracts: seeds make image k independent of N and of the batch size (on JANUS_TEST_DEVICE)."""
 
 import pytest
 import torch
-from conftest import checkpoint_dir
+from conftest import checkpoint_dir, test_device
 
 from janus_cli.errors import InputError
 from janus_cli.pipelines import text_to_image
@@ -15,7 +15,7 @@ from janus_cli.pipelines.text_to_image import GenerateSettings
 
 @pytest.fixture(scope="module")
 def session():
-    s = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), torch.device("cpu"), torch.float32)
+    s = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), test_device(), torch.float32)
     s.decoded = []
 
     def record_codes(codes):  # skip the VQ decoder: these tests compare the sampled codes

@@ -1,4 +1,5 @@
-"""SDXL-VAE decoder: parity with diffusers goldens, old attention names, loader errors."""
+"""SDXL-VAE decoder: parity with diffusers goldens (on JANUS_TEST_DEVICE), old attention names,
+loader errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import assert_close, checkpoint_dir, golden_tensors, vae_full_dir
+from conftest import assert_close, checkpoint_dir, golden_tensors, on_device, test_device, vae_full_dir
 from safetensors.torch import save_file
 
 from janus_cli.checkpoints.read import read_state_dict
@@ -23,7 +24,7 @@ def tiny_dir():
 
 @pytest.fixture(scope="module")
 def flow_goldens() -> dict:
-    return golden_tensors("janusflow-1.3b-tiny")
+    return on_device(golden_tensors("janusflow-1.3b-tiny"))
 
 
 def _copy_with(src, dst, state: dict) -> None:
@@ -37,8 +38,8 @@ def _copy_with(src, dst, state: dict) -> None:
 @pytest.mark.slow
 @torch.inference_mode()
 def test_full_size_matches_diffusers():
-    golden = golden_tensors("sdxl_vae_full")
-    vae = load_vae(vae_full_dir(), dtype=torch.float32)
+    golden = on_device(golden_tensors("sdxl_vae_full"))
+    vae = load_vae(vae_full_dir(), dtype=torch.float32, device=test_device())
     assert vae.cfg.block_out_channels == (128, 256, 512, 512)
     assert_close(vae.decode(golden["sdxl_vae.latent"]), golden["sdxl_vae.decoded"], rel=1e-3)
 
@@ -46,7 +47,7 @@ def test_full_size_matches_diffusers():
 @pytest.mark.parametrize("steps", [5, 30])
 @torch.inference_mode()
 def test_tiny_matches_diffusers(tiny_dir, flow_goldens, steps):
-    vae = load_vae(tiny_dir, dtype=torch.float32)
+    vae = load_vae(tiny_dir, dtype=torch.float32, device=test_device())
     out = vae.decode(flow_goldens[f"generate.z_after_{steps}_steps"])
     assert out.shape == (2, 3, 384, 384)
     assert_close(out, flow_goldens[f"generate.vae_decoded_{steps}_steps"], rel=1e-3)

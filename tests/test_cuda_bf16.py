@@ -21,9 +21,10 @@ from janus_cli.models.quantize import Int8Linear
 from janus_cli.pipelines.batching import ImageJob
 from janus_cli.pipelines.events import ImageReady, TextReady
 from janus_cli.pipelines.image_to_text import DescribeSettings, describe
+from janus_cli.pipelines.images import make_images
 from janus_cli.pipelines.session import open_session
-from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs
-from janus_cli.pipelines.text_to_image_flow import FlowSettings, generate_flow_jobs
+from janus_cli.pipelines.text_to_image import GenerateSettings
+from janus_cli.pipelines.text_to_image_flow import FlowSettings
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("JANUS_TEST_DEVICE") != "cuda" or not torch.cuda.is_available(),
@@ -43,7 +44,7 @@ def flow():
 
 
 def images(session, prompt: str, settings: GenerateSettings, batch_size: int = 4) -> list[np.ndarray]:
-    events = generate_jobs(session, [ImageJob(prompt, settings)], batch_size)
+    events = make_images(session, [ImageJob(prompt, settings)], batch_size)
     return [e.pixels for e in events if isinstance(e, ImageReady)]
 
 
@@ -99,7 +100,7 @@ def test_flow_images_decode_and_repeat(flow):
     settings = FlowSettings(n=1, steps=5, seed=12345)
 
     def run():
-        events = generate_flow_jobs(flow, vae, [ImageJob("a red fox", settings)], batch_size=1)
+        events = make_images(flow, [ImageJob("a red fox", settings)], 1, vae=vae)
         return [e.pixels for e in events if isinstance(e, ImageReady)]
 
     first = run()

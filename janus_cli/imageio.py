@@ -112,6 +112,15 @@ def to_uint8(images) -> np.ndarray:
     return x.cpu().numpy().astype(np.uint8)
 
 
+def png_metadata(record: dict) -> dict[str, str]:
+    """An image record as PNG text chunks: each setting as its own key, plus the whole record as JSON."""
+    import json
+
+    meta = {k: str(v) for k, v in record.items() if v is not None and k != "path"}
+    meta["janus-cli"] = json.dumps({k: v for k, v in record.items() if k != "path"}, ensure_ascii=False)
+    return meta
+
+
 def save_png(pixels: np.ndarray, path: Path, metadata: dict[str, str], overwrite: bool = False) -> Path:
     """Write an (H, W, 3) uint8 image atomically (temp file + rename) with PNG text chunks.
 

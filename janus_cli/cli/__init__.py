@@ -13,6 +13,7 @@ from janus_cli.cli.describe import describe
 from janus_cli.cli.flow import flow_generate
 from janus_cli.cli.generate import generate
 from janus_cli.cli.models import models
+from janus_cli.cli.serve import serve
 
 app = typer.Typer(
     name="janus",
@@ -28,6 +29,7 @@ app.command("flow-generate", no_args_is_help=True)(flow_generate)
 app.command()(chat)
 app.command(no_args_is_help=True)(convert)
 app.add_typer(models)
+app.command()(serve)
 
 
 @app.callback(invoke_without_command=True)

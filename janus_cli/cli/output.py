@@ -55,12 +55,10 @@ def _fill(template: str, records: list[dict], run: str) -> list[Path]:
 
 
 def png_metadata(record: dict) -> dict[str, str]:
-    """PNG text chunks: each setting as its own key, plus the whole record as JSON."""
-    import json
+    """imageio.png_metadata (the library's, which the server shares), imported when used."""
+    from janus_cli.imageio import png_metadata
 
-    meta = {k: str(v) for k, v in record.items() if v is not None and k != "path"}
-    meta["janus-cli"] = json.dumps({k: v for k, v in record.items() if k != "path"}, ensure_ascii=False)
-    return meta
+    return png_metadata(record)
 
 
 def write_sidecar(png: Path, record: dict, overwrite: bool) -> Path:

@@ -294,7 +294,7 @@ class Scheduler:
                 self._image_done(
                     img.job, img.k, img.job.settings.seed + img.k, lambda img=img: rows.decode(img)
                 )
-            rows.drop(set(complete) | {img for img in rows.images if img.job.gone})
+            self._drop_gone(rows, rows.images, lambda img: img.job, set(complete))
             if rows.rows:
                 rows.forward()
         except Exception as e:  # a shared step failed: its cache cannot be trusted
@@ -374,7 +374,7 @@ class Scheduler:
                 text = self.session.tokenizer.decode(row.tokens)
                 row.job.emit(TextDone(text, len(row.tokens), len(row.job.ids), row.finish))
                 row.job.finish()
-            rows.drop(set(done) | {row for row in rows.rows if row.job.gone})
+            self._drop_gone(rows, rows.rows, lambda row: row.job, set(done))
             if rows.rows:
                 rows.forward()
         except Exception as e:
@@ -383,9 +383,10 @@ class Scheduler:
             rows.release()
         return stepped
 
-    def _drop_gone(self, rows, items, job_of) -> None:
-        """Cancelled or failed requests leave the batch; the cancelled get Finished now."""
-        leaving = {item for item in items if job_of(item).gone}
+    def _drop_gone(self, rows, items, job_of, done: set = frozenset()) -> None:
+        """DONE items and those of cancelled or failed requests leave the batch; the cancelled
+        get Finished now."""
+        leaving = done | {item for item in items if job_of(item).gone}
         for item in leaving:
             if job_of(item).cancelled:
                 job_of(item).finish(cancelled=True)

@@ -182,3 +182,31 @@ def test_key_policy():
         and not p.key_ok("s3cret")
     )
     assert Policy().key_ok(None)
+
+
+def test_without_the_extra_one_line_says_what_to_install(tmp_path):
+    import os
+
+    from conftest import assert_one_line_error, run_janus
+
+    (tmp_path / "starlette").mkdir()
+    (tmp_path / "starlette" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    r = run_janus("serve", "-m", "janus-pro-1b", env={"PYTHONPATH": path})
+    assert_one_line_error(r, "pip install 'janus-cli[serve]'")
+
+
+def test_a_public_bind_without_a_key_warns_before_anything_loads():
+    from conftest import run_janus
+
+    r = run_janus("serve", "--host", "0.0.0.0", "-m", "/nonexistent/model")
+    assert r.returncode != 0 and r.stdout == ""
+    warning, error = r.stderr.strip().splitlines()
+    assert warning.startswith("warning: --host 0.0.0.0 without --api-key") and error.startswith("error: ")
+
+
+def test_two_models_may_not_share_a_name(tmp_path):
+    from conftest import assert_one_line_error, checkpoint_dir, run_janus
+
+    tiny = str(checkpoint_dir("janus-pro-1b-tiny"))
+    assert_one_line_error(run_janus("serve", "-m", tiny, "-m", tiny), "one name")

@@ -17,6 +17,7 @@ from PIL import Image
 from janus_cli.errors import InputError
 from janus_cli.imageio import load_image
 from janus_cli.pipelines import flow_run, image_rows
+from janus_cli.pipelines import rows as rows_module
 from janus_cli.pipelines.batching import ImageJob
 from janus_cli.pipelines.events import ImageReady
 from janus_cli.pipelines.image_to_text import DescribeSettings
@@ -109,6 +110,48 @@ def scheduler(short):
     s.start()
     yield s
     s.close()
+
+
+@torch.inference_mode()
+def test_row_cache_joins_moves_and_compactions_keep_every_row_as_alone(full, monkeypatch):
+    """Rows that join at different slots (one longer than the slot: a shift right), leave
+    (the last row moves into the hole) and run out of slots (compaction, growth) compute the
+    hidden states they compute alone."""
+    monkeypatch.setattr(rows_module, "GROW", 1)  # no spare slots: every join moves or grows
+    llm, c = full.model.language_model, full.config.llm.hidden_size
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randn(1, n, c, generator=g) for n in (5, 9, 3, 4)]
+    tokens = [torch.randn(n, 1, c, generator=g) for n in (6, 4, 5, 6)]  # fed one at a time
+    want = []
+    for p, t in zip(prompts, tokens, strict=True):
+        llm.setup_cache(rows=1, length=p.shape[1] + len(t))
+        n = p.shape[1]
+        llm(p, torch.arange(n), used=n)
+        want.append(
+            [llm(t[i : i + 1][None, 0], torch.tensor([n + i]), used=n + i + 1)[0, -1] for i in range(len(t))]
+        )
+    cache, rows, fed, got = rows_module.RowCache(llm, rows=1), [], [0] * 4, [[] for _ in range(4)]
+    shifts, shift = [], cache._shift
+    monkeypatch.setattr(cache, "_shift", lambda delta: shifts.append(delta) or shift(delta))
+    for joining, steps in ((0, 3), (1, 2), (2, 1), (None, 1), (3, 9)):
+        if joining is not None:
+            _, ks, vs = rows_module.prefill(llm, prompts[joining])
+            cache.reserve(prompts[joining].shape[1], 1, len(tokens[joining]))
+            cache.join(ks, vs, [0], len(tokens[joining]))
+            rows.append(joining)
+        for _ in range(steps):
+            if not rows:
+                break
+            hidden = cache.step(torch.cat([tokens[r][fed[r]][None] for r in rows]))  # (R, C)
+            for r, h in zip(rows, hidden, strict=True):
+                got[r].append(h)
+                fed[r] += 1
+            done = {i for i, r in enumerate(rows) if fed[r] == len(tokens[r])}
+            rows = [rows[i] for i in cache.drop(done)]
+    assert shifts == [1, -8]  # 9 tokens at slot 8: right; 4 tokens at 13 with 16 slots: compaction
+    for r in range(4):
+        assert len(got[r]) == len(want[r])
+        torch.testing.assert_close(torch.stack(got[r]), torch.stack(want[r]), rtol=1e-5, atol=1e-5)
 
 
 JOINS = {

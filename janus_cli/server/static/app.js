@@ -253,9 +253,13 @@ async function generate(event) {
     $("generate-status").textContent = `${seeds.length} image${seeds.length === 1 ? "" : "s"} made.`;
     list.replaceChildren();
   } catch (err) {
-    for (const bar of bars) bar.classList.add("stopped");
-    if (err.name === "AbortError") $("generate-status").textContent = "Cancelled.";
-    else showError(err, form, $("generate-error"));
+    if (err.name === "AbortError") {
+      for (const bar of bars) bar.classList.add("stopped"); // where each image was when cancelled
+      $("generate-status").textContent = "Cancelled.";
+    } else {
+      list.replaceChildren();
+      showError(err, form, $("generate-error"));
+    }
   } finally {
     generating = null;
     $("generate").disabled = false;
@@ -389,8 +393,14 @@ function bubble(role, images = [], text = "") {
   body.textContent = text;
   li.append(body);
   $("conversation").append(li);
-  li.scrollIntoView({ block: "end" });
+  followConversation(true);
   return li;
+}
+
+/** Keeps the newest message in view above the composer, unless the reader has scrolled up. */
+function followConversation(always = false) {
+  const atEnd = window.innerHeight + window.scrollY >= document.body.scrollHeight - 120;
+  if (always || atEnd) window.scrollTo(0, document.body.scrollHeight);
 }
 
 function setChatBusy(busy) {
@@ -440,6 +450,7 @@ async function send(event) {
       if (choice?.delta?.content) {
         answer += choice.delta.content;
         answerText.textContent = answer;
+        followConversation();
       }
       if (choice?.finish_reason === "length") answerBubble.dataset.finish = "length";
     }
@@ -506,7 +517,8 @@ async function imagine() {
           renderAttachments();
           $("message").focus();
         });
-        answerBubble.append(img, note, document.createElement("br"), ask);
+        answerBubble.append(img, note, ask);
+        img.addEventListener("load", () => followConversation(true), { once: true });
         answerBubble.dataset.done = "true";
         const { model, cfg, temperature, steps, noise } = body;
         addToGallery(url, { model, prompt: text, cfg, temperature, steps, noise, seed });

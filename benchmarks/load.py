@@ -52,10 +52,15 @@ def write_checkpoints(root: Path) -> dict[str, Path]:
 
     manifest = json.loads((ROOT / "weights/published/Janus-Pro-1B/manifest.json").read_text())
     gen = torch.Generator().manual_seed(0)
-    state = {t["key"]: torch.empty(t["shape"], dtype=torch.bfloat16).normal_(0, 0.02, generator=gen) for t in manifest["tensors"]}
+    state = {
+        t["key"]: torch.empty(t["shape"], dtype=torch.bfloat16).normal_(0, 0.02, generator=gen)
+        for t in manifest["tensors"]
+    }
     out = {}
-    for name, write in [("bin", lambda d: torch.save(state, d / "pytorch_model.bin")),
-                        ("safetensors", lambda d: save_file(state, str(d / "model.safetensors")))]:  # fmt: skip
+    for name, write in [
+        ("bin", lambda d: torch.save(state, d / "pytorch_model.bin")),
+        ("safetensors", lambda d: save_file(state, str(d / "model.safetensors"))),
+    ]:
         d = root / name
         d.mkdir(exist_ok=True)
         shutil.copy(ROOT / "weights/published/Janus-Pro-1B/config.json", d)
@@ -66,7 +71,9 @@ def write_checkpoints(root: Path) -> dict[str, Path]:
 
 def measure(loader: str, folder: Path) -> tuple[float, float]:
     """(seconds to a loaded model, the child's peak RSS in GB), in a fresh process."""
-    r = subprocess.run([sys.executable, "-c", CHILD, loader, str(folder)], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, loader, str(folder)], capture_output=True, text=True, check=True
+    )
     seconds, peak_gb = map(float, r.stdout.split())
     return seconds, peak_gb
 
@@ -79,15 +86,26 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp())
     root.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    folders = {n: root / n for n in ("bin", "safetensors")} if (root / "bin").exists() else write_checkpoints(root)
+    folders = (
+        {n: root / n for n in ("bin", "safetensors")} if (root / "bin").exists() else write_checkpoints(root)
+    )
     print(f"checkpoints ready in {time.perf_counter() - t:.0f}s under {root}")
     rows = []
     for fmt, folder in folders.items():
         for loader in ("janus", "naive"):
             times = [measure(loader, folder) for _ in range(args.reps)]
-            rows.append({"format": fmt, "loader": loader, "seconds": statistics.median(t for t, _ in times),
-                         "peak_rss_gb": max(m for _, m in times)})  # fmt: skip
-            print(f"{fmt:<12} {loader:<6} {rows[-1]['seconds']:6.1f} s   peak RSS {rows[-1]['peak_rss_gb']:.1f} GB")
+            rows.append(
+                {
+                    "format": fmt,
+                    "loader": loader,
+                    "seconds": statistics.median(t for t, _ in times),
+                    "peak_rss_gb": max(m for _, m in times),
+                }
+            )
+            print(
+                f"{fmt:<12} {loader:<6} {rows[-1]['seconds']:6.1f} s   "
+                f"peak RSS {rows[-1]['peak_rss_gb']:.1f} GB"
+            )
     out = ROOT / "benchmarks" / "results" / f"load-{time.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps(rows, indent=2))
     print(f"wrote {out.relative_to(ROOT)}")

@@ -16,12 +16,21 @@ from janus_cli.sampling.logits import apply_cfg
 
 def peer_model(model):
     """transformers' LlamaForCausalLM sharing our weight tensors (names are identical)."""
-    from transformers import LlamaConfig as HFConfig, LlamaForCausalLM
+    from transformers import LlamaConfig as HFConfig
+    from transformers import LlamaForCausalLM
 
     c = model.cfg.llm
-    hf_cfg = HFConfig(hidden_size=c.hidden_size, intermediate_size=c.intermediate_size, num_hidden_layers=c.num_layers,
-                      num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, vocab_size=c.vocab_size,
-                      rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta, max_position_embeddings=c.max_position_embeddings)  # fmt: skip
+    hf_cfg = HFConfig(
+        hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads,
+        num_key_value_heads=c.num_kv_heads,
+        vocab_size=c.vocab_size,
+        rms_norm_eps=c.rms_norm_eps,
+        rope_theta=c.rope_theta,
+        max_position_embeddings=c.max_position_embeddings,
+    )
     with torch.device("meta"):
         peer = LlamaForCausalLM(hf_cfg)
     peer.load_state_dict(model.language_model.state_dict(), assign=True, strict=False)
@@ -66,16 +75,28 @@ def hf_janus_model(model):
     LLM, image head, aligner and code embeddings, renamed by janus convert's own table. The VQ
     stays on meta (an image-token step never runs it); the vision tower is allocated but left
     uninitialised, because `generate` takes the model's device and dtype from it."""
-    from transformers import GenerationConfig, JanusConfig as HFJanusConfig, JanusForConditionalGeneration
+    from transformers import GenerationConfig, JanusForConditionalGeneration
+    from transformers import JanusConfig as HFJanusConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     from janus_cli.checkpoints.transformers_layout import map_key
 
     c = model.cfg.llm
-    text = dict(model_type="llama", hidden_size=c.hidden_size, intermediate_size=c.intermediate_size, num_hidden_layers=c.num_layers,
-                num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, vocab_size=c.vocab_size,
-                rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta, max_position_embeddings=c.max_position_embeddings)  # fmt: skip
-    cfg = HFJanusConfig(text_config=text, vq_config=dict(projection_dim=c.hidden_size, image_token_embed_dim=c.hidden_size))
+    text = dict(
+        model_type="llama",
+        hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads,
+        num_key_value_heads=c.num_kv_heads,
+        vocab_size=c.vocab_size,
+        rms_norm_eps=c.rms_norm_eps,
+        rope_theta=c.rope_theta,
+        max_position_embeddings=c.max_position_embeddings,
+    )
+    cfg = HFJanusConfig(
+        text_config=text, vq_config=dict(projection_dim=c.hidden_size, image_token_embed_dim=c.hidden_size)
+    )
     with torch.device("meta"):
         peer = JanusForConditionalGeneration(cfg).to(next(model.parameters()).dtype)
     peer.model.vision_model.to_empty(device="cpu")
@@ -83,10 +104,17 @@ def hf_janus_model(model):
     step = ("model.language_model.", "model.generation_")  # what an image-token step reads
     shared = {k: ours[map_key(k)[0]] for k, _ in peer.named_parameters() if k.startswith(step)}
     peer.load_state_dict(shared, strict=False, assign=True)
-    peer.model.language_model.rotary_emb = LlamaRotaryEmbedding(peer.config.text_config)  # its buffer was on meta
+    # its buffer was on meta
+    peer.model.language_model.rotary_emb = LlamaRotaryEmbedding(peer.config.text_config)
     # the published generation_config.json of deepseek-community/Janus-Pro-1B
-    peer.generation_config = GenerationConfig(bos_token_id=100000, eos_token_id=100001, pad_token_id=100015,
-                                              generation_kwargs={"boi_token_id": 100016}, guidance_scale=5.0, do_sample=True)  # fmt: skip
+    peer.generation_config = GenerationConfig(
+        bos_token_id=100000,
+        eos_token_id=100001,
+        pad_token_id=100015,
+        generation_kwargs={"boi_token_id": 100016},
+        guidance_scale=5.0,
+        do_sample=True,
+    )
     return peer.eval()
 
 
@@ -100,7 +128,11 @@ def vq_peer(model):
     with torch.device("meta"):
         peer = JanusVQVAE(JanusVQVAEConfig(num_patches=24))
     ours = dict(model.named_parameters())
-    mapped = {k: ours[map_key("model.vqmodel." + k)[0]] for k in peer.state_dict() if not k.startswith(("encoder.", "quant_conv."))}
+    mapped = {
+        k: ours[map_key("model.vqmodel." + k)[0]]
+        for k in peer.state_dict()
+        if not k.startswith(("encoder.", "quant_conv."))
+    }
     peer.load_state_dict(mapped, strict=False, assign=True)
     return peer.eval()
 

@@ -33,7 +33,9 @@ ARGS = ("--max-tokens", "8", "--dtype", "float32", "--jsonl", "-q")
 def make_folder(folder: Path, count: int) -> Path:
     names = ("square0.png", "grey0.png", "portrait0.png", "rgba0.png")
     for i in range(count):
-        (folder / f"{i:04d}-{names[i % len(names)]}").write_bytes(image_path(names[i % len(names)]).read_bytes())
+        (folder / f"{i:04d}-{names[i % len(names)]}").write_bytes(
+            image_path(names[i % len(names)]).read_bytes()
+        )
     return folder
 
 
@@ -62,7 +64,10 @@ def main() -> None:
     cases = {
         "local (all cores, -b 4)": (base, None),
         "local (1 thread, -b 1)": ([*base, "-b", "1"], {"OMP_NUM_THREADS": "1"}),
-        f"ray --workers {a.workers} (1 thread each, -b 1)": ([*base, "-b", "1", "--engine", "ray", "--ray-address", address, "--workers", str(a.workers)], None),
+        f"ray --workers {a.workers} (1 thread each, -b 1)": (
+            [*base, "-b", "1", "--engine", "ray", "--ray-address", address, "--workers", str(a.workers)],
+            None,
+        ),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(a.rounds):  # interleaved, so that the machine's noise hits every case alike
@@ -74,9 +79,25 @@ def main() -> None:
     rows = []
     for name, ts in times.items():
         seconds = statistics.median(ts)
-        rows.append({"case": name, "images": a.images, "seconds": round(seconds, 2), "images_per_s": round(a.images / seconds, 3), "vs_local": round(local / seconds, 2)})
-        print(f"{name:40s} {seconds:7.1f} s  {a.images / seconds:6.3f} images/s  x{local / seconds:.2f} vs local")
-    meta = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(), "rounds": a.rounds}
+        rows.append(
+            {
+                "case": name,
+                "images": a.images,
+                "seconds": round(seconds, 2),
+                "images_per_s": round(a.images / seconds, 3),
+                "vs_local": round(local / seconds, 2),
+            }
+        )
+        print(
+            f"{name:40s} {seconds:7.1f} s  {a.images / seconds:6.3f} images/s  "
+            f"x{local / seconds:.2f} vs local"
+        )
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "rounds": a.rounds,
+    }
     out = ROOT / "benchmarks" / "results" / f"ray-{meta['date']}.json"
     out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")

@@ -29,7 +29,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `janus` runs (janus_cli/cli/__init__.py), for both sides
+# as `janus` runs (janus_cli/cli/__init__.py), for both sides
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import torch
 from torch import Tensor
@@ -80,13 +81,26 @@ def janus_copy(model, quantize: str = "none", compile: bool = False):
 
 def decode_path_bytes(model) -> int:
     """Weights read once per image-token step: the LLM blocks and norm, gen_head, gen_aligner."""
-    parts = [model.language_model.model.layers, model.language_model.model.norm, model.gen_head, model.gen_aligner]
+    parts = [
+        model.language_model.model.layers,
+        model.language_model.model.norm,
+        model.gen_head,
+        model.gen_aligner,
+    ]
     return sum(t.numel() * t.element_size() for m in parts for t in [*m.parameters(), *m.buffers()])
 
 
 def kv_bytes(model, rows: int, positions: int) -> int:
     c = model.cfg.llm
-    return 2 * c.num_layers * c.num_kv_heads * c.head_dim * rows * positions * next(model.parameters()).element_size()
+    return (
+        2
+        * c.num_layers
+        * c.num_kv_heads
+        * c.head_dim
+        * rows
+        * positions
+        * next(model.parameters()).element_size()
+    )
 
 
 def prompt_of(length: int) -> list[int]:
@@ -95,7 +109,9 @@ def prompt_of(length: int) -> list[int]:
 
 def janus_codes(model, ids: list[int], n: int, steps: int, compile: bool = False) -> Iterator[Tensor]:
     sampler = make_sampler(1.0, generators=[torch.Generator().manual_seed(k) for k in range(n)])
-    return generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps, compile)
+    return generate_image_tokens(
+        model, [ids], [make_uncond_ids(ids, 0)], [0] * n, 5.0, sampler, steps, compile
+    )
 
 
 def step_times(codes: Iterator[Tensor]) -> list[float]:
@@ -112,8 +128,16 @@ def step_times_from(items: Iterator[Tensor], t: float) -> list[float]:
     return out
 
 
-def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], contexts: list[int],
-                 steps: int, reps: int, compile: bool = False) -> list[dict]:  # fmt: skip
+def decode_cases(
+    model,
+    dtype: torch.dtype,
+    ns: list[int],
+    int8_ns: list[int],
+    contexts: list[int],
+    steps: int,
+    reps: int,
+    compile: bool = False,
+) -> list[dict]:
     """Per N and context: janus (and janus int8 for N in INT8_NS, and janus --compile if COMPILE)
     against the peer, interleaved. The read bandwidth is measured right before each janus run, and
     a run's roofline fraction is its floor at that bandwidth over its median step: on a shared
@@ -132,11 +156,18 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
             # (N=16 at context 600 ran out of 24 GB beside the three model copies).
             need = 4 * kv_bytes(model, 2 * n, context + steps)
             if need > available_bytes() - 2 * GiB:
-                print(f"skipped N={n} ctx {context} ({dt}): the KV caches need {need / GiB:.1f} GiB, "
-                      f"{available_bytes() / GiB:.1f} GiB available", flush=True)  # fmt: skip
+                print(
+                    f"skipped N={n} ctx {context} ({dt}): the KV caches need {need / GiB:.1f} GiB, "
+                    f"{available_bytes() / GiB:.1f} GiB available",
+                    flush=True,
+                )
                 continue
             ids = prompt_of(context)
-            runs = {"janus": janus, **({"int8": quantized} if n in int8_ns else {}), **({"compiled": compiled} if compile else {})}
+            runs = {
+                "janus": janus,
+                **({"int8": quantized} if n in int8_ns else {}),
+                **({"compiled": compiled} if compile else {}),
+            }
             if compile:  # compiling (minutes, once per shape) is not a step
                 list(janus_codes(compiled, ids, n, 3, compile=True))
             times: dict[str, list[float]] = {k: [] for k in [*runs, "peer"]}
@@ -147,7 +178,9 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
                     bandwidths.append(read_gbs(probe, 2))  # paired with the run that follows
                     t = step_times(janus_codes(m, ids, n, steps, compile=name == "compiled"))
                     times[name] += t
-                    fractions[name].append(decode_path_bytes(m) / (bandwidths[-1] * 1e9) / statistics.median(t))
+                    fractions[name].append(
+                        decode_path_bytes(m) / (bandwidths[-1] * 1e9) / statistics.median(t)
+                    )
                 times["peer"] += step_times(peer_codes(model, peer, ids, n, steps))
             b = statistics.median(times["peer"])
             bandwidth = statistics.median(bandwidths)
@@ -155,14 +188,30 @@ def decode_cases(model, dtype: torch.dtype, ns: list[int], int8_ns: list[int], c
                 a = statistics.median(times[name])
                 floor = decode_path_bytes(m) / (bandwidth * 1e9)
                 label = {"int8": f"{dt} int8", "compiled": f"{dt} --compile"}.get(name, dt)
-                row = {"case": f"decode step Janus-Pro-1B {label} N={n} ctx {context}", "dtype": dt, "int8": name == "int8",
-                       "compiled": name == "compiled",
-                       "n": n, "context": context, "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a,
-                       "floor_ms": floor * 1e3, "bandwidth_gbs": bandwidth, "roofline_fraction": statistics.median(fractions[name]),
-                       "images_per_s": n / (IMAGE_TOKENS * a)}  # fmt: skip
+                row = {
+                    "case": f"decode step Janus-Pro-1B {label} N={n} ctx {context}",
+                    "dtype": dt,
+                    "int8": name == "int8",
+                    "compiled": name == "compiled",
+                    "n": n,
+                    "context": context,
+                    "janus_ms": a * 1e3,
+                    "peer_ms": b * 1e3,
+                    "speedup": b / a,
+                    "floor_ms": floor * 1e3,
+                    "bandwidth_gbs": bandwidth,
+                    "roofline_fraction": statistics.median(fractions[name]),
+                    "images_per_s": n / (IMAGE_TOKENS * a),
+                }
                 rows.append(row)
-                print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}  "
-                      f"roofline {row['roofline_fraction']:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)  {row['images_per_s'] * 60:.2f} images/min", flush=True)  # fmt: skip
+                print(
+                    f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  "
+                    f"speed-up x{b / a:.2f}  "
+                    f"roofline {row['roofline_fraction']:.0%} "
+                    f"(floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)  "
+                    f"{row['images_per_s'] * 60:.2f} images/min",
+                    flush=True,
+                )
     return rows
 
 
@@ -183,7 +232,11 @@ def hf_janus_cases(model, ns: list[int], reps: int) -> list[dict]:
     def peer_run(n: int, tokens: int) -> float:
         peer.model.vision_model.config.num_image_tokens = tokens
         start = time.perf_counter()
-        peer.generate(torch.tensor([ids] * n), attention_mask=torch.ones(n, len(ids), dtype=torch.long), generation_mode="image")
+        peer.generate(
+            torch.tensor([ids] * n),
+            attention_mask=torch.ones(n, len(ids), dtype=torch.long),
+            generation_mode="image",
+        )
         return time.perf_counter() - start
 
     rows = []
@@ -194,9 +247,17 @@ def hf_janus_cases(model, ns: list[int], reps: int) -> list[dict]:
             ours += step_times(janus_codes(janus, ids, n, 10))
             theirs.append((peer_run(n, 12) - peer_run(n, 4)) / 8)
         a, b = statistics.median(ours), statistics.median(theirs)
-        row = {"case": f"decode step Janus-Pro-1B bfloat16 N={n} ctx 40 vs JanusForConditionalGeneration", "n": n,
-               "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a}  # fmt: skip
-        print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}", flush=True)
+        row = {
+            "case": f"decode step Janus-Pro-1B bfloat16 N={n} ctx 40 vs JanusForConditionalGeneration",
+            "n": n,
+            "janus_ms": a * 1e3,
+            "peer_ms": b * 1e3,
+            "speedup": b / a,
+        }
+        print(
+            f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f}",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -206,13 +267,17 @@ def understanding_case(model, prompt_length: int, tokens: int, reps: int) -> dic
     question), then TOKENS greedy text tokens, each reading every block and the 0.4 GB lm_head.
     SigLIP is the same code on both sides and is not timed."""
     janus, peer = janus_copy(model), peer_model(model)
-    embeds = torch.randn(1, prompt_length, model.cfg.llm.hidden_size, generator=torch.Generator().manual_seed(0))
+    embeds = torch.randn(
+        1, prompt_length, model.cfg.llm.hidden_size, generator=torch.Generator().manual_seed(0)
+    )
     embeds = (embeds * 0.02).to(next(model.parameters()).dtype)
     greedy = lambda logits: logits.argmax(-1)  # noqa: E731
     prefill, token = {"janus": [], "peer": []}, {"janus": [], "peer": []}
     for _ in range(reps):  # interleaved
-        for who, ids in (("janus", generate_text(janus.language_model, embeds, tokens, greedy, eos=-1)),
-                         ("peer", peer_text(peer, embeds, tokens))):  # fmt: skip
+        for who, ids in (
+            ("janus", generate_text(janus.language_model, embeds, tokens, greedy, eos=-1)),
+            ("peer", peer_text(peer, embeds, tokens)),
+        ):
             start = time.perf_counter()
             times = step_times_from(ids, start)
             prefill[who].append(times[0])
@@ -220,11 +285,28 @@ def understanding_case(model, prompt_length: int, tokens: int, reps: int) -> dic
     a, b = statistics.median(prefill["janus"]), statistics.median(prefill["peer"])
     ta, tb = statistics.median(token["janus"]), statistics.median(token["peer"])
     dt = str(embeds.dtype).removeprefix("torch.")
-    rows = [{"case": f"describe prefill Janus-Pro-1B {dt} {prompt_length} tokens", "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a},
-            {"case": f"describe text token Janus-Pro-1B {dt}", "janus_ms": ta * 1e3, "peer_ms": tb * 1e3, "speedup": tb / ta,
-             "janus_tokens_per_s": 1 / ta, "peer_tokens_per_s": 1 / tb}]  # fmt: skip
+    rows = [
+        {
+            "case": f"describe prefill Janus-Pro-1B {dt} {prompt_length} tokens",
+            "janus_ms": a * 1e3,
+            "peer_ms": b * 1e3,
+            "speedup": b / a,
+        },
+        {
+            "case": f"describe text token Janus-Pro-1B {dt}",
+            "janus_ms": ta * 1e3,
+            "peer_ms": tb * 1e3,
+            "speedup": tb / ta,
+            "janus_tokens_per_s": 1 / ta,
+            "peer_tokens_per_s": 1 / tb,
+        },
+    ]
     for r in rows:
-        print(f"{r['case']:<46} janus {r['janus_ms']:7.1f} ms  peer {r['peer_ms']:7.1f} ms  speed-up x{r['speedup']:.2f}", flush=True)
+        print(
+            f"{r['case']:<46} janus {r['janus_ms']:7.1f} ms  peer {r['peer_ms']:7.1f} ms  "
+            f"speed-up x{r['speedup']:.2f}",
+            flush=True,
+        )
     print(f"text tokens/s: janus {1 / ta:.1f}, peer {1 / tb:.1f}", flush=True)
     return rows
 
@@ -280,7 +362,10 @@ def vae_decode_case(dtype: torch.dtype, reps: int) -> dict | None:
     scale = config["scaling_factor"]
     diff = (ours.decode(z).float() - peer.decode(z / scale).sample.float()).abs().max().item()
     a, b = timed_pair(lambda: ours.decode(z), lambda: peer.decode(z / scale).sample, reps)
-    return {**decoder_row(f"SDXL-VAE decode 1 image {str(dtype).removeprefix('torch.')}", a, b), "max_abs_diff": diff}
+    return {
+        **decoder_row(f"SDXL-VAE decode 1 image {str(dtype).removeprefix('torch.')}", a, b),
+        "max_abs_diff": diff,
+    }
 
 
 def decode_7b_case(steps: int) -> dict | None:
@@ -288,21 +373,40 @@ def decode_7b_case(steps: int) -> dict | None:
     14 GB copies do not fit in 24 GB: the peer runs first on the loaded weights, then the same
     model is prepared in place for janus, so these two are not interleaved."""
     if available_bytes() < 20 * GiB:
-        print(f"skipped Janus-Pro-7B: {available_bytes() / GiB:.1f} GiB of memory available, under 20", flush=True)
+        print(
+            f"skipped Janus-Pro-7B: {available_bytes() / GiB:.1f} GiB of memory available, under 20",
+            flush=True,
+        )
         return None
     model = random_model("Janus-Pro-7B", torch.bfloat16, ("generation",))  # the step reads no vision encoder
     ids = prompt_of(40)
     peer = statistics.median(step_times(peer_codes(model, peer_model(model), ids, 1, steps)))
     janus = prepare_model(model, torch.device("cpu"), torch.bfloat16)
-    bandwidth = read_gbs(torch.ones(GiB // 4, dtype=torch.bfloat16))  # right before the run, as decode_cases does
+    # right before the run, as decode_cases does
+    bandwidth = read_gbs(torch.ones(GiB // 4, dtype=torch.bfloat16))
     a = statistics.median(step_times(janus_codes(janus, ids, 1, steps)))
     floor = decode_path_bytes(janus) / (bandwidth * 1e9)
-    row = {"case": "decode step Janus-Pro-7B bfloat16 N=1 ctx 40 (not interleaved)", "dtype": "bfloat16", "int8": False,
-           "compiled": False, "n": 1, "context": 40, "model": "Janus-Pro-7B", "janus_ms": a * 1e3, "peer_ms": peer * 1e3,
-           "speedup": peer / a, "floor_ms": floor * 1e3, "bandwidth_gbs": bandwidth, "roofline_fraction": floor / a,
-           "images_per_s": 1 / (IMAGE_TOKENS * a)}  # fmt: skip
-    print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {peer * 1e3:7.1f} ms  speed-up x{peer / a:.2f}  "
-          f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)", flush=True)  # fmt: skip
+    row = {
+        "case": "decode step Janus-Pro-7B bfloat16 N=1 ctx 40 (not interleaved)",
+        "dtype": "bfloat16",
+        "int8": False,
+        "compiled": False,
+        "n": 1,
+        "context": 40,
+        "model": "Janus-Pro-7B",
+        "janus_ms": a * 1e3,
+        "peer_ms": peer * 1e3,
+        "speedup": peer / a,
+        "floor_ms": floor * 1e3,
+        "bandwidth_gbs": bandwidth,
+        "roofline_fraction": floor / a,
+        "images_per_s": 1 / (IMAGE_TOKENS * a),
+    }
+    print(
+        f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {peer * 1e3:7.1f} ms  speed-up x{peer / a:.2f}  "
+        f"roofline {floor / a:.0%} (floor {floor * 1e3:.0f} ms at {bandwidth:.0f} GB/s)",
+        flush=True,
+    )
     return row
 
 
@@ -310,12 +414,21 @@ def int8_quality(model, steps: int) -> dict:
     """Greedy image tokens of int8 against the unquantized model on the same weights (teacher
     forced, one image, CFG 5), and the largest guided-logit error over those steps."""
     ids = prompt_of(40)
-    a = greedy_agreement(model, janus_copy(model, "int8"), ids, make_uncond_ids(ids, 0), n=1, cfg=5.0, steps=steps)
+    a = greedy_agreement(
+        model, janus_copy(model, "int8"), ids, make_uncond_ids(ids, 0), n=1, cfg=5.0, steps=steps
+    )
     dt = str(next(model.parameters()).dtype).removeprefix("torch.")
-    row = {"case": f"int8 quality vs {dt}, {steps} greedy steps", "token_agreement": a.tokens,
-           "max_logit_error": a.max_logit_error, "logit_scale": a.logit_scale}  # fmt: skip
-    print(f"int8 quality vs {dt} ({steps} greedy image tokens, same weights): agreement {a.tokens:.1%}, "
-          f"max logit error {a.max_logit_error:.3f} (logits up to {a.logit_scale:.2f})", flush=True)  # fmt: skip
+    row = {
+        "case": f"int8 quality vs {dt}, {steps} greedy steps",
+        "token_agreement": a.tokens,
+        "max_logit_error": a.max_logit_error,
+        "logit_scale": a.logit_scale,
+    }
+    print(
+        f"int8 quality vs {dt} ({steps} greedy image tokens, same weights): agreement {a.tokens:.1%}, "
+        f"max logit error {a.max_logit_error:.3f} (logits up to {a.logit_scale:.2f})",
+        flush=True,
+    )
     return row
 
 
@@ -351,11 +464,21 @@ def flow_step_case(model, prompt_length: int, reps: int) -> dict:
     predicted_llm = llm_flops(model.cfg, 0, prefix + 577) / llm_flops(model.cfg, prefix, 577)
     rest = b - statistics.median(llm_full)  # the latent encoder, decoder and CFG, alike in both loops
     predicted = b / (rest + statistics.median(llm_full) / predicted_llm)
-    row = {"case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 prompt {len(ids)}",
-           "janus_ms": a * 1e3, "peer_ms": b * 1e3, "speedup": b / a, "predicted": predicted,
-           "llm_speedup": llm_ratio, "llm_predicted": predicted_llm}  # fmt: skip
-    print(f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f} "
-          f"(the prompt length predicts x{predicted:.2f}); of the LLM part x{llm_ratio:.2f} (predicted x{predicted_llm:.3f})", flush=True)  # fmt: skip
+    row = {
+        "case": f"JanusFlow step {str(dtype).removeprefix('torch.')} B=1 prompt {len(ids)}",
+        "janus_ms": a * 1e3,
+        "peer_ms": b * 1e3,
+        "speedup": b / a,
+        "predicted": predicted,
+        "llm_speedup": llm_ratio,
+        "llm_predicted": predicted_llm,
+    }
+    print(
+        f"{row['case']:<46} janus {a * 1e3:7.1f} ms  peer {b * 1e3:7.1f} ms  speed-up x{b / a:.2f} "
+        f"(the prompt length predicts x{predicted:.2f}); "
+        f"of the LLM part x{llm_ratio:.2f} (predicted x{predicted_llm:.3f})",
+        flush=True,
+    )
     return row
 
 
@@ -418,13 +541,30 @@ def rss_child(who: str, steps: int) -> None:
 def peak_rss_case(steps: int) -> dict:
     peaks = {}
     for who in ("janus", "peer"):
-        args = [sys.executable, __file__, "--rss-child", who, "--rss-steps", str(steps), "--threads", str(torch.get_num_threads())]
+        args = [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            who,
+            "--rss-steps",
+            str(steps),
+            "--threads",
+            str(torch.get_num_threads()),
+        ]
         r = subprocess.run(args, capture_output=True, text=True, check=True)
         peaks[who] = int(r.stdout.split()[-1]) / 1e9
-    row = {"case": f"peak RSS, generate -n 4 bf16 ({steps} of {IMAGE_TOKENS} tokens, VQ decode)",
-           "janus_gb": peaks["janus"], "peer_gb": peaks["peer"], "ratio": peaks["janus"] / peaks["peer"]}  # fmt: skip
-    print(f"{row['case']:<46} janus {peaks['janus']:.2f} GB  peer {peaks['peer']:.2f} GB (transformers imported)  "
-          f"janus/peer {row['ratio']:.2f}", flush=True)  # fmt: skip
+    row = {
+        "case": f"peak RSS, generate -n 4 bf16 ({steps} of {IMAGE_TOKENS} tokens, VQ decode)",
+        "janus_gb": peaks["janus"],
+        "peer_gb": peaks["peer"],
+        "ratio": peaks["janus"] / peaks["peer"],
+    }
+    print(
+        f"{row['case']:<46} janus {peaks['janus']:.2f} GB  peer {peaks['peer']:.2f} GB "
+        "(transformers imported)  "
+        f"janus/peer {row['ratio']:.2f}",
+        flush=True,
+    )
     return row
 
 
@@ -432,10 +572,20 @@ def table(rows: list[dict]) -> str:
     lines = ["| case | janus-cli | peer | peer/janus | roofline | images/min |", "|---|---|---|---|---|---|"]
     for r in rows:
         if "janus_ms" in r:
-            extra = f"{r['roofline_fraction']:.0%} | {r['images_per_s'] * 60:.2f}" if "roofline_fraction" in r else "| "
-            lines.append(f"| {r['case']} | {r['janus_ms']:.0f} ms | {r['peer_ms']:.0f} ms | x{r['speedup']:.2f} | {extra} |")
+            extra = (
+                f"{r['roofline_fraction']:.0%} | {r['images_per_s'] * 60:.2f}"
+                if "roofline_fraction" in r
+                else "| "
+            )
+            lines.append(
+                f"| {r['case']} | {r['janus_ms']:.0f} ms | {r['peer_ms']:.0f} ms "
+                f"| x{r['speedup']:.2f} | {extra} |"
+            )
         elif "janus_gb" in r:
-            lines.append(f"| {r['case']} | {r['janus_gb']:.2f} GB | {r['peer_gb']:.2f} GB | x{1 / r['ratio']:.2f} | | |")
+            lines.append(
+                f"| {r['case']} | {r['janus_gb']:.2f} GB | {r['peer_gb']:.2f} GB "
+                f"| x{1 / r['ratio']:.2f} | | |"
+            )
     return "\n".join(lines)
 
 
@@ -448,16 +598,27 @@ def summary(rows: list[dict]) -> str:
     q4 = pick(dtype="bfloat16", int8=True, n=4, context=40)
     flow = [r for r in rows if r["case"].startswith("JanusFlow")][-1]  # the long prompt
     rss = next(r for r in rows if "janus_gb" in r)
-    return (f"SUMMARY decode_speedup_n1={n1['speedup']:.2f} decode_speedup_n4={n4['speedup']:.2f} "
-            f"int8_speedup_n4={q4['peer_ms'] / q4['janus_ms']:.2f} bandwidth_fraction={n1['roofline_fraction']:.2f} "
-            f"flow_prefix_speedup={flow['speedup']:.2f} peak_rss_ratio={rss['ratio']:.2f}")  # fmt: skip
+    return (
+        f"SUMMARY decode_speedup_n1={n1['speedup']:.2f} decode_speedup_n4={n4['speedup']:.2f} "
+        f"int8_speedup_n4={q4['peer_ms'] / q4['janus_ms']:.2f} "
+        f"bandwidth_fraction={n1['roofline_fraction']:.2f} "
+        f"flow_prefix_speedup={flow['speedup']:.2f} peak_rss_ratio={rss['ratio']:.2f}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer steps, repeats and cases (under 10 minutes on 2 cores)")
-    ap.add_argument("--compile", action="store_true", help="also time janus --compile's step (bf16; compiling takes minutes per N)")
-    ap.add_argument("--threads", type=int, default=None, help="default: the cores the load average leaves idle")
+    ap.add_argument(
+        "--quick", action="store_true", help="fewer steps, repeats and cases (under 10 minutes on 2 cores)"
+    )
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time janus --compile's step (bf16; compiling takes minutes per N)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="default: the cores the load average leaves idle"
+    )
     ap.add_argument("--rss-child", choices=["janus", "peer"], help=argparse.SUPPRESS)
     ap.add_argument("--rss-steps", type=int, default=IMAGE_TOKENS, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -469,16 +630,36 @@ def main() -> None:
     steps, reps = (10, 2) if args.quick else (32, 3)
     contexts = [40] if args.quick else [40, 600]  # the cost of a growing cache shows at long contexts
     bw = {"float32": bandwidth_gbs(torch.float32), "bfloat16": bandwidth_gbs(torch.bfloat16)}
-    result = {"command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": machine(), "read_bandwidth_gbs": bw, "cases": []}  # fmt: skip
-    print(f"threads: {torch.get_num_threads()} of {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at start)")
+    result = {
+        "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        "read_bandwidth_gbs": bw,
+        "cases": [],
+    }
+    print(
+        f"threads: {torch.get_num_threads()} of {os.cpu_count()} cores "
+        f"(load average {os.getloadavg()[0]:.1f} at start)"
+    )
     # The machine's bandwidth at the start, for the record; each decode case measures its own
     # next to its runs (decode_cases), because it swings within minutes.
-    print(f"read bandwidth at the start: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s "
-          "(a decode case's floor uses the readings taken right before its runs)", flush=True)  # fmt: skip
+    print(
+        f"read bandwidth at the start: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s "
+        "(a decode case's floor uses the readings taken right before its runs)",
+        flush=True,
+    )
     rows = result["cases"]
     model = random_model("Janus-Pro-1B", torch.bfloat16)
-    rows += decode_cases(model, torch.bfloat16, [1, 4, 16], [1, 4] if args.quick else [1, 4, 16], contexts, steps, reps, args.compile)
+    rows += decode_cases(
+        model,
+        torch.bfloat16,
+        [1, 4, 16],
+        [1, 4] if args.quick else [1, 4, 16],
+        contexts,
+        steps,
+        reps,
+        args.compile,
+    )
     rows += hf_janus_cases(model, [1, 4], 2 if args.quick else 3)
     rows.append(int8_quality(model, 32 if args.quick else 64))
     rows += understanding_case(model, 600, 8 if args.quick else 24, 1 if args.quick else 3)
@@ -489,25 +670,49 @@ def main() -> None:
     # janus's re-laid-out linears; leave headroom for whoever shares the machine.
     if available_bytes() > FP32_BYTES:
         model = random_model("Janus-Pro-1B", torch.float32, ("generation",))
-        rows += decode_cases(model, torch.float32, [1] if args.quick else [1, 4, 16], [], contexts, steps, 1 if args.quick else reps)
+        rows += decode_cases(
+            model,
+            torch.float32,
+            [1] if args.quick else [1, 4, 16],
+            [],
+            contexts,
+            steps,
+            1 if args.quick else reps,
+        )
         del model
     else:
-        print(f"skipped fp32 decode: {available_bytes() / GiB:.1f} GiB of memory available, under {FP32_BYTES / GiB:.0f}", flush=True)
-    flow = prepare_model(random_model("JanusFlow-1.3B", torch.bfloat16), torch.device("cpu"), torch.bfloat16)  # both loops run it
+        print(
+            f"skipped fp32 decode: {available_bytes() / GiB:.1f} GiB of memory available, "
+            f"under {FP32_BYTES / GiB:.0f}",
+            flush=True,
+        )
+    # both loops run it
+    flow = prepare_model(random_model("JanusFlow-1.3B", torch.bfloat16), torch.device("cpu"), torch.bfloat16)
     for length in [200] if args.quick else [37, 200]:  # the golden prompt's 37 tokens, and a long prompt
-        rows.append(flow_step_case(flow, length, 5))  # interleaved medians: single pairs swung x1.2-1.4, medians of 3 x1.30-1.37
+        # interleaved medians: single pairs swung x1.2-1.4, medians of 3 x1.30-1.37
+        rows.append(flow_step_case(flow, length, 5))
     del flow
     rows.append(peak_rss_case(16 if args.quick else IMAGE_TOKENS))
     if not args.quick:
         rows += [r for r in [decode_7b_case(steps)] if r]
-    n1 = next(r for r in rows if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"])
-    n16 = next(r for r in rows if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"])
+    n1 = next(
+        r
+        for r in rows
+        if r.get("n") == 1 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"]
+    )
+    n16 = next(
+        r
+        for r in rows
+        if r.get("n") == 16 and r.get("dtype") == "bfloat16" and not r["int8"] and not r["compiled"]
+    )
     result["images_per_s_n16_over_n1"] = n16["images_per_s"] / n1["images_per_s"]
     print(f"images/s: N=16 is x{result['images_per_s_n16_over_n1']:.2f} of N=1 (bf16, janus)")
     print(table(rows))
     result["seconds"] = time.perf_counter() - t0
     result["summary"] = summary(rows)
-    out = ROOT / "benchmarks" / "results" / f"{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json"
+    out = (
+        ROOT / "benchmarks" / "results" / f"{time.strftime('%Y-%m-%d')}{'-quick' if args.quick else ''}.json"
+    )
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out.relative_to(ROOT)} ({result['seconds'] / 60:.1f} min)")

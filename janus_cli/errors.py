@@ -23,3 +23,15 @@ class DownloadError(JanusError):
     """The weights are not local and cannot be fetched (no network, unknown repo)."""
 
     exit_code = 4
+
+
+class OutputError(JanusError):
+    """An output file cannot be written (a read-only or full disk, a file where a folder is needed)."""
+
+    exit_code = 73  # sysexits' EX_CANTCREAT
+
+
+class Cancelled(JanusError):
+    """A run stopped because its caller asked (a `cancel` event, Ctrl-C)."""
+
+    exit_code = 130

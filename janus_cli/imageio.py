@@ -6,8 +6,6 @@ The only module besides the CLI that touches files, and only the ones it is give
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +111,7 @@ def to_uint8(images) -> np.ndarray:
 
 
 def png_metadata(record: dict) -> dict[str, str]:
-    """An image record as PNG text chunks: each setting as its own key, plus the whole record as JSON."""
+    """PNG text chunks: each setting as its own key, plus the whole record as JSON under `janus-cli`."""
     import json
 
     meta = {k: str(v) for k, v in record.items() if v is not None and k != "path"}
@@ -122,26 +120,16 @@ def png_metadata(record: dict) -> dict[str, str]:
 
 
 def save_png(pixels: np.ndarray, path: Path, metadata: dict[str, str], overwrite: bool = False) -> Path:
-    """Write an (H, W, 3) uint8 image atomically (temp file + rename) with PNG text chunks.
+    """Write an (H, W, 3) uint8 image with PNG text chunks, atomically (files.write_new).
 
     Raises:
-        InputError: PATH exists and OVERWRITE is false.
+        PathTaken: PATH exists and OVERWRITE is false. OutputError: it cannot be written.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from janus_cli.files import write_new
+
     info = PngImagePlugin.PngInfo()
     for k, v in metadata.items():
         info.add_itxt(k, v)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(pixels).save(f, format="PNG", pnginfo=info)
-        if not overwrite and path.exists():
-            raise InputError(f"{path}: exists (use --overwrite to replace it)")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_new(
+        Path(path), lambda f: Image.fromarray(pixels).save(f, format="PNG", pnginfo=info), overwrite
+    )

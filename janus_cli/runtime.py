@@ -45,8 +45,10 @@ def choose_dtype(name: str, device: torch.device) -> torch.dtype:
     """auto: bf16 on CUDA and on CPUs with native bf16, fp32 otherwise. fp16 is refused:
     it overflows the VQ upsampler and the SDXL-VAE (NaNs) in these models."""
     if name in ("float16", "fp16", "half"):
-        raise InputError("--dtype float16 breaks these models (NaNs in the VQ decoder and SDXL-VAE); "
-                         "use bfloat16 or float32")  # fmt: skip
+        raise InputError(
+            "--dtype float16 breaks these models (NaNs in the VQ decoder and SDXL-VAE); "
+            "use bfloat16 or float32"
+        )
     if name == "auto":
         if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
             return torch.bfloat16
@@ -71,7 +73,9 @@ def check_compile(device: torch.device) -> None:
     (inductor would fail mid-run with a long traceback)."""
     compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++"]
     if device.type == "cpu" and not any(shutil.which(c) for c in compilers):
-        raise InputError(f"--compile on the CPU needs a C++ compiler ({' or '.join(compilers)}) on PATH; drop --compile")
+        raise InputError(
+            f"--compile on the CPU needs a C++ compiler ({' or '.join(compilers)}) on PATH; drop --compile"
+        )
 
 
 def make_generator(seed: int) -> torch.Generator:

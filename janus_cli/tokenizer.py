@@ -39,9 +39,17 @@ class Tokenizer:
             self.tok = HFTokenizer.from_file(str(path))
         except Exception as e:  # the Rust library raises plain Exceptions
             raise CheckpointError(f"{path}: unreadable tokenizer ({str(e).splitlines()[0][:160]})") from None
-        config = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").exists() else {}
-        specials = read_json(folder / "special_tokens_map.json") if (folder / "special_tokens_map.json").exists() else {}
-        proc = read_json(folder / "processor_config.json") if (folder / "processor_config.json").exists() else {}
+        config = (
+            read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").exists() else {}
+        )
+        specials = (
+            read_json(folder / "special_tokens_map.json")
+            if (folder / "special_tokens_map.json").exists()
+            else {}
+        )
+        proc = (
+            read_json(folder / "processor_config.json") if (folder / "processor_config.json").exists() else {}
+        )
         self.add_bos = bool(config.get("add_bos_token", True))
         tags = {
             "image": proc.get("image_tag", "<image_placeholder>"),
@@ -58,9 +66,14 @@ class Tokenizer:
             self.tok.add_special_tokens(missing)
         ids = {name: self._id(s, path) for name, s in tags.items()}
         self.special = SpecialIds(
-            bos=self._id(BOS, path), eos=self._id(EOS, path), pad=self._id(PAD, path),
-            image=ids["image"], boi=ids["boi"], eoi=ids["eoi"], gen=ids.get("gen"),
-        )  # fmt: skip
+            bos=self._id(BOS, path),
+            eos=self._id(EOS, path),
+            pad=self._id(PAD, path),
+            image=ids["image"],
+            boi=ids["boi"],
+            eoi=ids["eoi"],
+            gen=ids.get("gen"),
+        )
         # Janus-Pro was trained with <|User|>/<|Assistant|> roles, listed in its special tokens;
         # Janus-1.3B and JanusFlow use plain words.
         pro = PRO_ROLES[0] in specials.get("additional_special_tokens", [])

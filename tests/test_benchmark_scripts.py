@@ -29,14 +29,38 @@ def test_the_summary_line_reads_the_cases_it_names():
     run = script("run")
     decode = dict(dtype="bfloat16", compiled=False, context=40, peer_ms=300.0, floor_ms=60.0)
     rows = [
-        {**decode, "case": "decode N=1", "int8": False, "n": 1, "janus_ms": 100.0, "speedup": 3.0, "roofline_fraction": 0.6},
-        {**decode, "case": "decode N=4", "int8": False, "n": 4, "janus_ms": 150.0, "speedup": 2.0, "roofline_fraction": 0.4},
-        {**decode, "case": "decode int8 N=4", "int8": True, "n": 4, "janus_ms": 120.0, "speedup": 2.5, "roofline_fraction": 0.3},
+        {
+            **decode,
+            "case": "decode N=1",
+            "int8": False,
+            "n": 1,
+            "janus_ms": 100.0,
+            "speedup": 3.0,
+            "roofline_fraction": 0.6,
+        },
+        {
+            **decode,
+            "case": "decode N=4",
+            "int8": False,
+            "n": 4,
+            "janus_ms": 150.0,
+            "speedup": 2.0,
+            "roofline_fraction": 0.4,
+        },
+        {
+            **decode,
+            "case": "decode int8 N=4",
+            "int8": True,
+            "n": 4,
+            "janus_ms": 120.0,
+            "speedup": 2.5,
+            "roofline_fraction": 0.3,
+        },
         {**decode, "case": "decode N=4 ctx 600", "int8": False, "n": 4, "context": 600, "speedup": 9.0},
         {"case": "JanusFlow step prompt 37", "speedup": 1.05},
         {"case": "JanusFlow step prompt 200", "speedup": 1.31},
         {"case": "peak RSS", "janus_gb": 4.0, "peer_gb": 5.0, "ratio": 0.8},
-    ]  # fmt: skip
+    ]
     assert run.summary(rows) == (
         "SUMMARY decode_speedup_n1=3.00 decode_speedup_n4=2.00 int8_speedup_n4=2.50 bandwidth_fraction=0.60 "
         "flow_prefix_speedup=1.31 peak_rss_ratio=0.80"
@@ -47,8 +71,16 @@ def test_cache_and_weight_bytes_follow_the_config():
     run = script("run")
     model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.bfloat16)
     c = model.cfg.llm
-    assert run.kv_bytes(model, rows=8, positions=600) == 2 * c.num_layers * c.num_kv_heads * c.head_dim * 8 * 600 * 2
-    parts = [model.language_model.model.layers, model.language_model.model.norm, model.gen_head, model.gen_aligner]
+    assert (
+        run.kv_bytes(model, rows=8, positions=600)
+        == 2 * c.num_layers * c.num_kv_heads * c.head_dim * 8 * 600 * 2
+    )
+    parts = [
+        model.language_model.model.layers,
+        model.language_model.model.norm,
+        model.gen_head,
+        model.gen_aligner,
+    ]
     assert run.decode_path_bytes(model) == 2 * sum(p.numel() for m in parts for p in m.parameters())
 
 
@@ -88,7 +120,8 @@ def test_the_flow_prediction_counts_linears_and_causal_attention():
     model = load_model(checkpoint_dir("janusflow-1.3b-tiny"), torch.float32)
     c = model.cfg.llm
     d = c.num_heads * c.head_dim
-    linear = 2 * sum(p.numel() for p in model.language_model.model.layers.parameters() if p.dim() == 2)  # per token
+    # per token
+    linear = 2 * sum(p.numel() for p in model.language_model.model.layers.parameters() if p.dim() == 2)
     assert run.llm_flops(model.cfg, 0, 1) == linear + c.num_layers * 4 * d  # one token sees itself
     assert run.llm_flops(model.cfg, 10, 2) == 2 * linear + c.num_layers * 4 * d * (2 * 10 + 3)
     # a longer cached prefix saves the linears' share of it and keeps its attention

@@ -176,8 +176,19 @@ def test_tokenizer_missing_pad_is_refused(tmp_path):
 def test_cli_reports_one_line_error(case, tmp_path):
     folder, culprit = CASES[case](tmp_path)
     env = {**os.environ, "COLUMNS": "400", "JANUS_DEBUG": "0"}
-    cmd = [sys.executable, "-m", "janus_cli", "describe", str(image_path("portrait0.png")), "-m", str(folder),
-           "--dtype", "float32", "--max-tokens", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "janus_cli",
+        "describe",
+        str(image_path("portrait0.png")),
+        "-m",
+        str(folder),
+        "--dtype",
+        "float32",
+        "--max-tokens",
+        "2",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode != 0
     assert r.stdout == ""

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import (
+    assert_one_line_error,
+    assert_uint8_close,
+    checkpoint_dir,
+    golden_json,
+    golden_tensors,
+    image_path,
+)
 from conftest import run_janus as run
 from PIL import Image
 from typer.testing import CliRunner
@@ -18,12 +25,9 @@ from typer.testing import CliRunner
 from janus_cli.cli import app
 
 
-
-
-
-
-
-@pytest.mark.parametrize("command", [[], ["describe"], ["generate"], ["flow-generate"], ["chat"], ["convert"], ["models"]])
+@pytest.mark.parametrize(
+    "command", [[], ["describe"], ["generate"], ["flow-generate"], ["chat"], ["convert"], ["models"]]
+)
 def test_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -38,7 +42,9 @@ def test_help_does_not_import_torch():
 def test_console_script_target_exists():
     import tomllib
 
-    target = tomllib.loads(Path(__file__).parents[1].joinpath("pyproject.toml").read_text())["project"]["scripts"]["janus"]
+    target = tomllib.loads(Path(__file__).parents[1].joinpath("pyproject.toml").read_text())["project"][
+        "scripts"
+    ]["janus"]
     module, func = target.split(":")
     assert callable(getattr(__import__(module, fromlist=[func]), func))
 
@@ -46,8 +52,21 @@ def test_console_script_target_exists():
 def test_describe_json_reproduces_golden():
     folder = checkpoint_dir("janus-pro-1b-tiny")
     u = golden_json("janus-pro-1b-tiny")["understand"]
-    r = run("describe", str(image_path(u["image"])), "-p", u["question"], "-m", str(folder),
-            "--temperature", "0", "--max-tokens", "24", "--json", "--dtype", "float32")  # fmt: skip
+    r = run(
+        "describe",
+        str(image_path(u["image"])),
+        "-p",
+        u["question"],
+        "-m",
+        str(folder),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        "--json",
+        "--dtype",
+        "float32",
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 1
@@ -60,9 +79,35 @@ def test_describe_streams_plain_text_and_batches_several_images():
     folder = checkpoint_dir("janus-pro-1b-tiny")
     u = golden_json("janus-pro-1b-tiny")["understand"]
     img = str(image_path(u["image"]))
-    r = run("describe", img, "-p", u["question"], "-m", str(folder), "--max-tokens", "24", "--dtype", "float32", "-q")
+    r = run(
+        "describe",
+        img,
+        "-p",
+        u["question"],
+        "-m",
+        str(folder),
+        "--max-tokens",
+        "24",
+        "--dtype",
+        "float32",
+        "-q",
+    )
     assert r.returncode == 0 and r.stdout == u["greedy_text"] + "\n" and r.stderr == ""
-    r = run("describe", img, img, "-p", u["question"], "-m", str(folder), "--max-tokens", "24", "--dtype", "float32", "--json", "-q")
+    r = run(
+        "describe",
+        img,
+        img,
+        "-p",
+        u["question"],
+        "-m",
+        str(folder),
+        "--max-tokens",
+        "24",
+        "--dtype",
+        "float32",
+        "--json",
+        "-q",
+    )
     docs = [json.loads(line) for line in r.stdout.splitlines()]
     assert [d["text"] for d in docs] == [u["greedy_text"]] * 2
 
@@ -72,7 +117,22 @@ def test_generate_reproduces_golden_images(tmp_path):
     g = golden_json(name)["generate"]
     golden = golden_tensors(name)["generate.greedy_images_uint8"]
     out = tmp_path / "out"
-    args = ["generate", g["prompt"], "-m", str(checkpoint_dir(name)), "-n", "2", "--temperature", "0", "--seed", "0", "-o", str(out), "--dtype", "float32"]
+    args = [
+        "generate",
+        g["prompt"],
+        "-m",
+        str(checkpoint_dir(name)),
+        "-n",
+        "2",
+        "--temperature",
+        "0",
+        "--seed",
+        "0",
+        "-o",
+        str(out),
+        "--dtype",
+        "float32",
+    ]
     r = run(*args)
     assert r.returncode == 0, r.stderr
     paths = r.stdout.splitlines()
@@ -97,7 +157,19 @@ def test_generate_refuses_to_overwrite_a_template_path(tmp_path):
 
 
 def test_stdin_prompts(tmp_path):
-    r = run("generate", "-", "-m", str(checkpoint_dir("janus-pro-1b-tiny")), "-o", str(tmp_path), "--seed", "3", "--json", "-q", stdin="a cat\na dog\n")
+    r = run(
+        "generate",
+        "-",
+        "-m",
+        str(checkpoint_dir("janus-pro-1b-tiny")),
+        "-o",
+        str(tmp_path),
+        "--seed",
+        "3",
+        "--json",
+        "-q",
+        stdin="a cat\na dog\n",
+    )
     assert r.returncode == 0, r.stderr
     images = json.loads(r.stdout)["images"]
     assert [(i["prompt"], i["seed"], i["index"]) for i in images] == [("a cat", 3, 0), ("a dog", 3, 1)]
@@ -140,7 +212,9 @@ def test_missing_and_truncated_weights(tmp_path):
     del state["gen_head.vision_head.bias"]
     save_file(state, str(tmp_path / "missing" / "model.safetensors"))
     assert_one_line_error(run("describe", img, "-m", str(tmp_path / "missing")), "gen_head.vision_head.bias")
-    (tmp_path / "truncated" / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes()[:1_000_000])
+    (tmp_path / "truncated" / "model.safetensors").write_bytes(
+        (src / "model.safetensors").read_bytes()[:1_000_000]
+    )
     assert_one_line_error(run("describe", img, "-m", str(tmp_path / "truncated")), "model.safetensors")
 
 
@@ -154,8 +228,15 @@ def test_shell_completion_completes_commands_and_options():
     if not Path(script[0]).exists():
         pytest.skip("the janus console script is not installed")
     env = {**os.environ, "_JANUS_COMPLETE": "complete_bash", "COMP_CWORD": "1"}
-    assert subprocess.run(script, env={**env, "COMP_WORDS": "janus gen"}, capture_output=True, text=True).stdout.split() == ["generate"]
-    options = subprocess.run(script, env={**env, "COMP_WORDS": "janus chat --max", "COMP_CWORD": "2"}, capture_output=True, text=True)
+    assert subprocess.run(
+        script, env={**env, "COMP_WORDS": "janus gen"}, capture_output=True, text=True
+    ).stdout.split() == ["generate"]
+    options = subprocess.run(
+        script,
+        env={**env, "COMP_WORDS": "janus chat --max", "COMP_CWORD": "2"},
+        capture_output=True,
+        text=True,
+    )
     assert options.stdout.split() == ["--max-tokens"]
 
 
@@ -166,7 +247,9 @@ def test_no_color_is_respected_on_a_terminal(no_color):
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
     env.update({"TERM": "xterm-256color", "COLUMNS": "100", **({"NO_COLOR": "1"} if no_color else {})})
     main, child = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "janus_cli", "generate", "--help"], stdout=child, stderr=child, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "janus_cli", "generate", "--help"], stdout=child, stderr=child, env=env
+    )
     os.close(child)
     out = b""
     while True:
@@ -181,5 +264,6 @@ def test_no_color_is_respected_on_a_terminal(no_color):
     os.close(main)
     assert b"Usage" in out
     params = [p for sgr in re.findall(rb"\x1b\[([0-9;]*)m", out) for p in sgr.split(b";") if p]
-    colored = any(30 <= int(p) <= 49 or 90 <= int(p) <= 107 for p in params)  # NO_COLOR keeps bold, drops colour
+    # NO_COLOR keeps bold, drops colour
+    colored = any(30 <= int(p) <= 49 or 90 <= int(p) <= 107 for p in params)
     assert colored is not no_color

@@ -17,6 +17,8 @@ from PIL import Image
 
 from janus_cli.cli import docs, inputs, jobs
 from janus_cli.cli.manifest import Manifest
+from janus_cli.pipelines.batching import select_images
+from janus_cli.pipelines.text_to_image import GenerateSettings
 
 ROOT = Path(__file__).parents[1]
 TINY = "janus-pro-1b-tiny"
@@ -45,7 +47,9 @@ def image_folder(tmp_path: Path, names=("square0.png", "grey0.png", "portrait0.p
 
 
 def test_docs_cli_md_is_up_to_date():
-    assert (ROOT / "docs" / "cli.md").read_text() == docs.render(), "docs/cli.md is stale: python -m janus_cli.cli.docs > docs/cli.md"
+    assert (ROOT / "docs" / "cli.md").read_text() == docs.render(), (
+        "docs/cli.md is stale: python -m janus_cli.cli.docs > docs/cli.md"
+    )
 
 
 @pytest.mark.parametrize("total", [0, 1, 5, 7, 100])
@@ -56,17 +60,27 @@ def test_shards_cover_every_item_exactly_once(total, count):
 
 
 def test_shards_split_generate_jobs_keeping_each_image_seed():
-    work = jobs.make_jobs([{"prompt": "a"}, {"prompt": "b", "n": 3, "seed": 10}], 2, 5, {}, {"n": jobs.number(int, 1), "seed": jobs.number(int, 0)})
-    whole = {(j.prompt, j.first + k, j.seed + k) for j in work for k in range(j.n)}
-    parts = [jobs.shard_jobs(work, inputs.shard_range(5, (k, 3))) for k in (1, 2, 3)]
-    images = [(j.prompt, j.first + k, j.seed + k) for part in parts for j in part for k in range(j.n)]
-    assert sorted(images, key=lambda t: t[1]) == sorted(whole, key=lambda t: t[1]) and len(images) == len(whole) == 5
+    work = jobs.make_jobs(
+        [{"prompt": "a"}, {"prompt": "b", "n": 3, "seed": 10}],
+        GenerateSettings,
+        {"n": 2, "seed": 5},
+        ("n", "seed"),
+    )
+    whole = {(j.prompt, j.first + k, j.seed_of(k)) for j in work for k in range(j.n)}
+    parts = [select_images(work, inputs.shard_range(5, (k, 3)).__contains__) for k in (1, 2, 3)]
+    images = [(j.prompt, j.first + k, j.seed_of(k)) for part in parts for j in part for k in range(j.n)]
+    assert (
+        sorted(images, key=lambda t: t[1]) == sorted(whole, key=lambda t: t[1])
+        and len(images) == len(whole) == 5
+    )
 
 
 def test_shard_from_slurm_and_bad_specs():
     assert inputs.parse_shard(None, {}) is None
     assert inputs.parse_shard(None, {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"}) == (1, 4)
-    assert inputs.parse_shard(None, {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}) == (4, 4)
+    assert inputs.parse_shard(
+        None, {"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    ) == (4, 4)
     assert inputs.parse_shard("2/3", {"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "4"}) == (2, 3)
     assert_one_line_error(run("describe", str(image_path("square0.png")), "--shard", "0/2"), "--shard 0/2")
     assert_one_line_error(run("generate", "a cat", "--shard", "x"), "K/N")
@@ -115,8 +129,23 @@ def test_prompt_and_prompts_file_are_exclusive(tmp_path):
 
 
 def test_prompts_file_with_overrides_streams_jsonl(tmp_path):
-    (tmp_path / "prompts.jsonl").write_text('a red cat\n\n{"prompt": "a blue dog", "seed": 7, "cfg": 3, "temperature": 0.5}\n')
-    r = run("generate", "-f", str(tmp_path / "prompts.jsonl"), "-m", tiny(), "--seed", "5", "-o", str(tmp_path / "out"), "--dtype", "float32", "--jsonl")
+    (tmp_path / "prompts.jsonl").write_text(
+        'a red cat\n\n{"prompt": "a blue dog", "seed": 7, "cfg": 3, "temperature": 0.5}\n'
+    )
+    r = run(
+        "generate",
+        "-f",
+        str(tmp_path / "prompts.jsonl"),
+        "-m",
+        tiny(),
+        "--seed",
+        "5",
+        "-o",
+        str(tmp_path / "out"),
+        "--dtype",
+        "float32",
+        "--jsonl",
+    )
     assert r.returncode == 0, r.stderr
     records = json_lines(r.stdout)
     got = [(d["prompt"], d["index"], d["seed"], d["cfg"], d["temperature"]) for d in records]
@@ -128,27 +157,84 @@ def test_prompts_file_with_overrides_streams_jsonl(tmp_path):
 
 def test_from_image_remakes_the_same_pixels(tmp_path):
     # Made two per forward, re-made alone: images decode one by one, so the pixels are the same.
-    r = run("generate", "a lighthouse at dawn", "-m", tiny(), "-n", "2", "-b", "2", "--temperature", "1", "--seed", "11", "--top-k", "50",
-            "--cfg", "4", "-o", str(tmp_path / "first"), "--dtype", "float32", "-q")  # fmt: skip
+    r = run(
+        "generate",
+        "a lighthouse at dawn",
+        "-m",
+        tiny(),
+        "-n",
+        "2",
+        "-b",
+        "2",
+        "--temperature",
+        "1",
+        "--seed",
+        "11",
+        "--top-k",
+        "50",
+        "--cfg",
+        "4",
+        "-o",
+        str(tmp_path / "first"),
+        "--dtype",
+        "float32",
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     second = r.stdout.splitlines()[1]
-    again = run("generate", "--from-image", second, "-o", str(tmp_path / "again"), "--dtype", "float32", "--json", "-q")
+    again = run(
+        "generate",
+        "--from-image",
+        second,
+        "-o",
+        str(tmp_path / "again"),
+        "--dtype",
+        "float32",
+        "--json",
+        "-q",
+    )
     assert again.returncode == 0, again.stderr
     doc = json.loads(again.stdout)["images"][0]
-    assert (doc["prompt"], doc["seed"], doc["cfg"], doc["top_k"], doc["model"]) == ("a lighthouse at dawn", 12, 4.0, 50, tiny())
+    assert (doc["prompt"], doc["seed"], doc["cfg"], doc["top_k"], doc["model"]) == (
+        "a lighthouse at dawn",
+        12,
+        4.0,
+        50,
+        tiny(),
+    )
     assert np.array_equal(np.array(Image.open(second)), np.array(Image.open(doc["path"])))
 
 
 def test_flow_generate_prompts_file_with_overrides_streams_jsonl(tmp_path):
     flow = "janusflow-1.3b-tiny"
     (tmp_path / "p.jsonl").write_text('a fox\n{"prompt": "a hen", "steps": 2, "seed": 9}\n')
-    r = run("flow-generate", "-f", str(tmp_path / "p.jsonl"), "-m", str(checkpoint_dir(flow)), "--vae", str(checkpoint_dir(f"{flow}-vae")),
-            "--steps", "1", "--seed", "3", "-o", str(tmp_path), "--dtype", "float32", "--jsonl", "-q")  # fmt: skip
+    r = run(
+        "flow-generate",
+        "-f",
+        str(tmp_path / "p.jsonl"),
+        "-m",
+        str(checkpoint_dir(flow)),
+        "--vae",
+        str(checkpoint_dir(f"{flow}-vae")),
+        "--steps",
+        "1",
+        "--seed",
+        "3",
+        "-o",
+        str(tmp_path),
+        "--dtype",
+        "float32",
+        "--jsonl",
+        "-q",
+    )
     assert r.returncode == 0, r.stderr
     got = [(d["prompt"], d["index"], d["seed"], d["steps"]) for d in json_lines(r.stdout)]
     assert got == [("a fox", 0, 3, 1), ("a hen", 1, 9, 2)]
     (tmp_path / "bad.jsonl").write_text('{"prompt": "a hen", "temperature": 1}\n')
-    assert_one_line_error(run("flow-generate", "-f", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path)), "bad.jsonl:1: unknown key 'temperature'")
+    assert_one_line_error(
+        run("flow-generate", "-f", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path)),
+        "bad.jsonl:1: unknown key 'temperature'",
+    )
 
 
 # ---- describe --------------------------------------------------------------------------
@@ -179,7 +265,15 @@ def test_image_bytes_on_stdin():
 def test_shards_of_a_describe_run_cover_every_image_once(tmp_path):
     folder = image_folder(tmp_path)
     first = run("describe", str(folder), "-m", tiny(), "--jsonl", "--shard", "1/2", *FAST)
-    second = run("describe", str(folder), "-m", tiny(), "--jsonl", *FAST, env={"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"})
+    second = run(
+        "describe",
+        str(folder),
+        "-m",
+        tiny(),
+        "--jsonl",
+        *FAST,
+        env={"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"},
+    )
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     images = [d["image"] for d in json_lines(first.stdout) + json_lines(second.stdout)]
     assert sorted(images) == sorted(str(p) for p in folder.glob("*.png")) and len(images) == 3
@@ -188,7 +282,18 @@ def test_shards_of_a_describe_run_cover_every_image_once(tmp_path):
 def test_resume_after_a_killed_run_loses_nothing_and_redoes_nothing(tmp_path):
     folder = image_folder(tmp_path)
     manifest = tmp_path / "captions.jsonl"
-    args = [sys.executable, "-m", "janus_cli", "describe", str(folder), "-m", tiny(), "--manifest", str(manifest), *FAST]
+    args = [
+        sys.executable,
+        "-m",
+        "janus_cli",
+        "describe",
+        str(folder),
+        "-m",
+        tiny(),
+        "--manifest",
+        str(manifest),
+        *FAST,
+    ]
     kill_after_first_item(args, manifest)
     before = [r["image"] for r in Manifest(manifest).records()]
     assert 1 <= len(before) < 3

@@ -15,7 +15,9 @@ from janus_cli.runtime import check_compile, make_generator
 from janus_cli.sampling.autoregressive import generate_image_tokens
 from janus_cli.sampling.logits import make_sampler
 
-needs_compiler = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="inductor needs a C++ compiler")
+needs_compiler = pytest.mark.skipif(
+    not (shutil.which("g++") or shutil.which("clang++")), reason="inductor needs a C++ compiler"
+)
 
 
 def image_tokens(session, compile: bool) -> torch.Tensor:
@@ -24,7 +26,9 @@ def image_tokens(session, compile: bool) -> torch.Tensor:
     cond = [prompt_ids(session, p) for p in ("a cat", "a red fox asleep in deep snow at dusk")]
     uncond = [make_uncond_ids(p, session.tokenizer.special.pad) for p in cond]
     sampler = make_sampler(1.0, None, None, [make_generator(s) for s in (7, 8, 9)])
-    steps = generate_image_tokens(session.model, cond, uncond, [0, 1, 1], 5.0, sampler, session.config.image_tokens, compile)
+    steps = generate_image_tokens(
+        session.model, cond, uncond, [0, 1, 1], 5.0, sampler, session.config.image_tokens, compile
+    )
     return torch.stack(list(steps), dim=1)
 
 
@@ -33,7 +37,8 @@ def test_compiled_steps_make_the_eager_tokens():
     folder, cpu = checkpoint_dir("janus-pro-1b-tiny"), torch.device("cpu")
     eager = image_tokens(open_session("tiny", folder, cpu, torch.float32), compile=False)
     compiled_session = open_session("tiny", folder, cpu, torch.float32, compile=True)
-    assert not any(isinstance(m, PackedLinear) for m in compiled_session.model.modules())  # inductor cannot trace them
+    # inductor cannot trace them
+    assert not any(isinstance(m, PackedLinear) for m in compiled_session.model.modules())
     counters = torch._dynamo.utils.counters
     counters.clear()
     assert torch.equal(image_tokens(compiled_session, compile=True), eager)
@@ -51,6 +56,8 @@ def test_cli_compile_reaches_the_session(tmp_path):
     """The flag travels from `janus generate` to the session: with no usable compiler it stops
     before any work, with one error line."""
     model = str(checkpoint_dir("janus-pro-1b-tiny"))
-    result = run_janus("generate", "a cat", "-m", model, "--compile", "-o", str(tmp_path), env={"CXX": "/no/such/c++"})
+    result = run_janus(
+        "generate", "a cat", "-m", model, "--compile", "-o", str(tmp_path), env={"CXX": "/no/such/c++"}
+    )
     assert_one_line_error(result, "--compile on the CPU needs a C++ compiler")
     assert list(tmp_path.iterdir()) == []

@@ -11,12 +11,15 @@ from janus_cli.models.llama import attend
 from janus_cli.models.quantize import Int8Linear
 from janus_cli.pipelines.session import open_session
 
-needs_onednn = pytest.mark.skipif(not can_pack(torch.device("cpu"), torch.float32), reason="no oneDNN in this torch")
+needs_onednn = pytest.mark.skipif(
+    not can_pack(torch.device("cpu"), torch.float32), reason="no oneDNN in this torch"
+)
 
 
 @needs_onednn
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("shape", [(1, 1, 320), (3, 320), (2, 7, 320), (600, 320)])  # decode rows and a prefill
+# decode rows and a prefill
+@pytest.mark.parametrize("shape", [(1, 1, 320), (3, 320), (2, 7, 320), (600, 320)])
 def test_packed_linear_computes_what_linear_computes(bias, shape):
     gen = torch.Generator().manual_seed(len(shape))
     linear = nn.Linear(320, 96, bias=bias)
@@ -35,9 +38,13 @@ def test_packed_linear_computes_what_linear_computes(bias, shape):
 
 
 @needs_onednn
-@pytest.mark.parametrize("dtype,quantize", [(torch.float32, "none"), (torch.bfloat16, "none"), (torch.bfloat16, "int8")])
+@pytest.mark.parametrize(
+    "dtype,quantize", [(torch.float32, "none"), (torch.bfloat16, "none"), (torch.bfloat16, "int8")]
+)
 def test_a_cpu_session_runs_every_float_linear_packed(dtype, quantize, without_rows_kernels):
-    model = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), torch.device("cpu"), dtype, quantize).model
+    model = open_session(
+        "tiny", checkpoint_dir("janus-pro-1b-tiny"), torch.device("cpu"), dtype, quantize
+    ).model
     kinds = {type(m) for m in model.modules()}
     assert nn.Linear not in kinds and PackedLinear in kinds
     assert (Int8Linear in kinds) == (quantize == "int8")
@@ -60,7 +67,9 @@ def test_single_query_bf16_attention_matches_exact_attention(heads, kv_heads):
     mask = torch.rand(3, 1, 1, 50, generator=gen) > 0.3
     mask[..., -1] = True  # every row sees at least its own slot
     for m in (None, mask):
-        exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=m, enable_gqa=heads != kv_heads)
+        exact = F.scaled_dot_product_attention(
+            q.double(), k.double(), v.double(), attn_mask=m, enable_gqa=heads != kv_heads
+        )
         y = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), m)
         assert y.shape == (3, heads, 1, 32) and y.dtype == torch.bfloat16
         # bf16 inputs, scores and probabilities (transformers' eager attention): ~3 bf16 steps.
@@ -68,7 +77,11 @@ def test_single_query_bf16_attention_matches_exact_attention(heads, kv_heads):
 
 
 def test_bf16_decode_steps_on_cpu_bypass_sdpa(monkeypatch):
-    q, k, v = torch.randn(2, 4, 1, 16).bfloat16(), torch.randn(2, 4, 9, 16).bfloat16(), torch.randn(2, 4, 9, 16).bfloat16()
+    q, k, v = (
+        torch.randn(2, 4, 1, 16).bfloat16(),
+        torch.randn(2, 4, 9, 16).bfloat16(),
+        torch.randn(2, 4, 9, 16).bfloat16(),
+    )
     reference = F.scaled_dot_product_attention(q, k, v)
 
     def refuse(*args, **kwargs):

@@ -5,7 +5,9 @@ import torch
 from janus_cli.config import LlamaConfig
 from janus_cli.models.llama import Llama
 
-CFG = LlamaConfig(hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=4, vocab_size=50)
+CFG = LlamaConfig(
+    hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=4, vocab_size=50
+)
 
 
 def tiny_llama(cfg=CFG) -> Llama:
@@ -58,7 +60,9 @@ def test_key_mask_hides_positions_like_dropping_them():
 
 @torch.inference_mode()
 def test_grouped_query_attention_runs():
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=96, num_layers=1, num_heads=4, num_kv_heads=2, vocab_size=50)
+    cfg = LlamaConfig(
+        hidden_size=64, intermediate_size=96, num_layers=1, num_heads=4, num_kv_heads=2, vocab_size=50
+    )
     llm = tiny_llama(cfg)
     llm.setup_cache(rows=1, length=4)
     assert llm(torch.randn(1, 4, 64), torch.arange(4)).shape == (1, 4, 64)
@@ -71,7 +75,9 @@ def test_reading_only_the_used_cache_changes_nothing():
     llm.setup_cache(rows=2, length=32)
     full = [llm(x[:, :5], torch.arange(5))] + [llm(x[:, t : t + 1], torch.tensor([t])) for t in range(5, 9)]
     llm.setup_cache(rows=2, length=32)
-    used = [llm(x[:, :5], torch.arange(5), used=5)] + [llm(x[:, t : t + 1], torch.tensor([t]), used=t + 1) for t in range(5, 9)]
+    used = [llm(x[:, :5], torch.arange(5), used=5)] + [
+        llm(x[:, t : t + 1], torch.tensor([t]), used=t + 1) for t in range(5, 9)
+    ]
     torch.testing.assert_close(torch.cat(used, 1), torch.cat(full, 1), rtol=1e-5, atol=1e-5)
 
 

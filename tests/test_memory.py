@@ -15,14 +15,18 @@ MiB = 2**20
 
 
 def published(name: str):
-    return JanusConfig.from_file(Path(__file__).parents[1] / "weights" / "published" / name / "config.json").llm
+    return JanusConfig.from_file(
+        Path(__file__).parents[1] / "weights" / "published" / name / "config.json"
+    ).llm
 
 
 @pytest.mark.parametrize("name,per_position", [("Janus-Pro-1B", 192 * 1024), ("Janus-Pro-7B", 480 * 1024)])
 def test_kv_bytes_follow_layers_heads_and_positions(name, per_position):
     cfg = published(name)
-    assert kv_bytes_per_image(cfg, 1, torch.bfloat16, guided=False) == per_position  # 2 x layers x hidden x 2 bytes
-    assert kv_bytes_per_image(cfg, 616, torch.bfloat16, guided=True) == 2 * 616 * per_position  # CFG: two rows
+    # 2 x layers x hidden x 2 bytes
+    assert kv_bytes_per_image(cfg, 1, torch.bfloat16, guided=False) == per_position
+    # CFG: two rows
+    assert kv_bytes_per_image(cfg, 616, torch.bfloat16, guided=True) == 2 * 616 * per_position
     assert kv_bytes_per_image(cfg, 616, torch.float32, guided=True) == 4 * 616 * per_position
 
 
@@ -46,12 +50,14 @@ def test_auto_batch_size_is_reported_and_bad_values_are_one_line_errors(tmp_path
     r = run("generate", "a red fox", "-m", tiny, "-n", "3", "--dtype", "float32", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert "batch size 3 (auto: " in r.stderr and len(r.stdout.splitlines()) == 3
-    assert_one_line_error(run("generate", "a cat", "-b", "0"), "--batch-size 0: give a positive number or auto")
+    assert_one_line_error(
+        run("generate", "a cat", "-b", "0"), "--batch-size 0: give a positive number or auto"
+    )
     assert_one_line_error(run("flow-generate", "a cat", "--batch-size", "many"), "--batch-size many")
 
 
 def test_a_run_whose_prompts_were_all_set_aside_needs_no_memory_reading():
-    from janus_cli.cli.image_run import batch_size
+    from janus_cli.pipelines.images import batch_size
 
-    assert batch_size(None, None, [], len, quiet=True) == 1  # --keep-going refused every prompt
-    assert batch_size(3, None, [], len, quiet=True) == 3
+    assert batch_size(None, [], {}, None) == (1, None)  # --keep-going refused every prompt
+    assert batch_size(None, [], {}, 3) == (3, None)

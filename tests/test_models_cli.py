@@ -19,14 +19,21 @@ from janus_cli.checkpoints.load import checkpoint_key_to_param
 from janus_cli.cli import app
 
 PUBLISHED = Path(__file__).parents[1] / "weights" / "published"
-ALIASES = {"janus-pro-1b": "Janus-Pro-1B", "janus-pro-7b": "Janus-Pro-7B", "janus-1.3b": "Janus-1.3B",
-           "janusflow-1.3b": "JanusFlow-1.3B", "sdxl-vae": "sdxl-vae"}  # fmt: skip
+ALIASES = {
+    "janus-pro-1b": "Janus-Pro-1B",
+    "janus-pro-7b": "Janus-Pro-7B",
+    "janus-1.3b": "Janus-1.3B",
+    "janusflow-1.3b": "JanusFlow-1.3B",
+    "sdxl-vae": "sdxl-vae",
+}
 
 
 def janus(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     """The CLI with an empty Hugging Face cache and no network."""
     env = {**os.environ, "HF_HUB_CACHE": str(tmp / "hub"), "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "janus_cli", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "janus_cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.mark.parametrize("alias", list(ALIASES))
@@ -78,7 +85,12 @@ def test_info_of_folder_reads_special_tokens():
 def test_info_unknown_is_one_line_error(tmp_path):
     r = janus("models", "info", "nobody/nothing", tmp=tmp_path)
     lines = r.stderr.strip().splitlines()
-    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: ") and "nobody/nothing" in lines[0]
+    assert (
+        r.returncode != 0
+        and len(lines) == 1
+        and lines[0].startswith("error: ")
+        and "nobody/nothing" in lines[0]
+    )
 
 
 def fake_hub_cache(tmp: Path, repo: str, files: dict[str, Path]) -> Path:

@@ -10,7 +10,7 @@ from conftest import checkpoint_dir, image_path
 from typer.testing import CliRunner
 
 from janus_cli.checkpoints.load import load_model
-from janus_cli.cli import app, common
+from janus_cli.cli import app, console
 from janus_cli.errors import CheckpointError, InputError
 
 
@@ -45,7 +45,7 @@ def test_a_part_loads_the_very_tensors_a_whole_load_does():
     describe and generate on parts)."""
     folder = checkpoint_dir("janus-pro-1b-tiny")
     whole = load_model(folder, torch.float32).state_dict()
-    for parts in (common.GENERATION, common.UNDERSTANDING):
+    for parts in (console.GENERATION, console.UNDERSTANDING):
         kept = load_model(folder, torch.float32, parts=parts).state_dict()
         assert kept.keys() < whole.keys()
         assert all(torch.equal(t, whole[k]) for k, t in kept.items())
@@ -69,11 +69,14 @@ def test_a_broken_tensor_in_a_left_out_part_is_still_an_error(tmp_path):
         load_model(folder, torch.float32, parts=("generation",))
 
 
-@pytest.mark.parametrize("argv,parts", [
-    (["describe", str(image_path("square0.png"))], common.UNDERSTANDING),
-    (["generate", "a cat"], common.GENERATION),
-    (["flow-generate", "a cat"], common.GENERATION),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv,parts",
+    [
+        (["describe", str(image_path("square0.png"))], console.UNDERSTANDING),
+        (["generate", "a cat"], console.GENERATION),
+        (["flow-generate", "a cat"], console.GENERATION),
+    ],
+)
 def test_each_command_asks_for_its_parts(monkeypatch, tmp_path, argv, parts):
     seen = []
 
@@ -81,8 +84,13 @@ def test_each_command_asks_for_its_parts(monkeypatch, tmp_path, argv, parts):
         seen.append(kwargs.get("parts", args[7] if len(args) > 7 else None))
         raise InputError("stop here")
 
-    monkeypatch.setattr(common, "open_model", open_model)
-    result = CliRunner().invoke(app, [*argv, "-m", str(tmp_path), "-o", str(tmp_path)] if argv[0] != "describe" else [*argv, "-m", str(tmp_path)])
+    monkeypatch.setattr(console, "open_model", open_model)
+    result = CliRunner().invoke(
+        app,
+        [*argv, "-m", str(tmp_path), "-o", str(tmp_path)]
+        if argv[0] != "describe"
+        else [*argv, "-m", str(tmp_path)],
+    )
     assert "stop here" in result.output + (result.stderr or "")
     assert seen == [parts]
 

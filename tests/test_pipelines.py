@@ -5,11 +5,12 @@ import torch
 from conftest import checkpoint_dir
 
 from janus_cli.errors import InputError
-from janus_cli.pipelines.events import ImageReady
-from janus_cli.pipelines.session import open_session
-from janus_cli.pipelines.batching import ImageJob
 from janus_cli.pipelines import text_to_image
-from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs
+from janus_cli.pipelines.batching import ImageJob
+from janus_cli.pipelines.events import ImageReady
+from janus_cli.pipelines.images import make_images as generate_jobs
+from janus_cli.pipelines.session import open_session
+from janus_cli.pipelines.text_to_image import GenerateSettings
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def test_model_accounts_for_every_published_tensor(name):
 def test_sdxl_vae_decoder_accounts_for_the_published_tensors():
     """The fifth published model: every decoder parameter is a published tensor of that shape;
     the rest of the file (the encoder half) is what loading drops."""
-    from janus_cli.checkpoints.vae import vae_key_to_param, vae_config
+    from janus_cli.checkpoints.vae import vae_config, vae_key_to_param
     from janus_cli.models.vae import VAEDecoder
 
     doc = json.loads((PUBLISHED / "sdxl-vae" / "manifest.json").read_text())

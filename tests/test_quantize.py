@@ -18,7 +18,8 @@ def tensor_bytes(module: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("rows", [1, 3, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1, 64])  # both sides of the kernel switch
+# both sides of the kernel switch
+@pytest.mark.parametrize("rows", [1, 3, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1, 64])
 def test_int8_linear_matches_dequantized_matmul(dtype, rows):
     gen = torch.Generator().manual_seed(rows)
     linear = nn.Linear(320, 96).to(dtype)
@@ -47,7 +48,8 @@ def test_int8_linear_falls_back_when_k_is_not_a_multiple_of_16():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_quantization_error_is_at_most_half_a_step_per_channel(dtype):
     gen = torch.Generator().manual_seed(0)
-    w = torch.randn(64, 256, generator=gen) * torch.logspace(-3, 1, 64)[:, None]  # channels of very different size
+    # channels of very different size
+    w = torch.randn(64, 256, generator=gen) * torch.logspace(-3, 1, 64)[:, None]
     w[5] = 0  # an all-zero channel stays zero, with a finite scale
     linear = nn.Linear(256, 64, bias=False).to(dtype)
     with torch.no_grad():
@@ -66,11 +68,19 @@ def test_quantized_llm_blocks_take_half_the_bytes_of_bf16():
     after = tensor_bytes(model.language_model.model.layers), tensor_bytes(model.gen_head)
     # int8 weights, plus per row one bf16 scale (in gen_head also a bias; in the blocks the
     # norms): 0.5 + 2 / hidden for a bias-free matrix, 3 % at this checkpoint's hidden of 64.
-    for b, a in zip(before, after):
+    for b, a in zip(before, after, strict=True):
         assert 0.5 <= a / b < 0.53
     layer = model.language_model.model.layers[0]
-    linears = [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
-               layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj, model.gen_head.vision_head]  # fmt: skip
+    linears = [
+        layer.self_attn.q_proj,
+        layer.self_attn.k_proj,
+        layer.self_attn.v_proj,
+        layer.self_attn.o_proj,
+        layer.mlp.gate_proj,
+        layer.mlp.up_proj,
+        layer.mlp.down_proj,
+        model.gen_head.vision_head,
+    ]
     assert all(isinstance(m, Int8Linear) for m in linears)
     assert isinstance(model.language_model.lm_head, nn.Linear)  # text logits stay in the model dtype
 
@@ -92,14 +102,42 @@ def test_int8_greedy_image_tokens_agree_with_the_unquantized_model(dtype):
 
 def test_generate_with_int8_end_to_end(tmp_path):
     folder = checkpoint_dir("janus-pro-1b-tiny")
-    r = run("generate", "a red fox", "-m", str(folder), "--seed", "0", "-o", str(tmp_path), "--quantize", "int8", "--dtype", "bfloat16")
+    r = run(
+        "generate",
+        "a red fox",
+        "-m",
+        str(folder),
+        "--seed",
+        "0",
+        "-o",
+        str(tmp_path),
+        "--quantize",
+        "int8",
+        "--dtype",
+        "bfloat16",
+    )
     assert r.returncode == 0, r.stderr
     paths = r.stdout.splitlines()
     assert len(paths) == 1 and paths[0].endswith(".png")
 
 
 def test_bad_quantize_value_is_one_line_error(tmp_path):
-    r = run("generate", "a red fox", "-m", str(checkpoint_dir("janus-pro-1b-tiny")), "-o", str(tmp_path), "--quantize", "int4")
+    r = run(
+        "generate",
+        "a red fox",
+        "-m",
+        str(checkpoint_dir("janus-pro-1b-tiny")),
+        "-o",
+        str(tmp_path),
+        "--quantize",
+        "int4",
+    )
     assert_one_line_error(r, "--quantize int4: choose none or int8")
-    r = run("describe", str(image_path("square0.png")), "-m", str(checkpoint_dir("janus-pro-1b-tiny")), env={"JANUS_QUANTIZE": "int4"})
+    r = run(
+        "describe",
+        str(image_path("square0.png")),
+        "-m",
+        str(checkpoint_dir("janus-pro-1b-tiny")),
+        env={"JANUS_QUANTIZE": "int4"},
+    )
     assert_one_line_error(r, "--quantize int4")

@@ -20,8 +20,16 @@ from janus_cli.prompts import make_uncond_ids
 from janus_cli.sampling.agreement import greedy_agreement
 
 CPU = torch.device("cpu")
-needs_kernels = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}")
-SHAPES = [(176, 64), (64, 176), (96, 320), (2048, 8), (80, 6)]  # (N, K): tail blocks, tiny K, the tiny checkpoints'
+needs_kernels = pytest.mark.skipif(
+    build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}"
+)
+SHAPES = [
+    (176, 64),
+    (64, 176),
+    (96, 320),
+    (2048, 8),
+    (80, 6),
+]  # (N, K): tail blocks, tiny K, the tiny checkpoints'
 
 
 @pytest.mark.parametrize("n,k", SHAPES)
@@ -56,7 +64,19 @@ def test_rows_linear_computes_the_linear(n, k, int8, bias):
     w = source.dequantize().float() if int8 else linear.weight.float()  # (N, K)
     fast = RowsLinear.from_linear(source)
     gen = torch.Generator().manual_seed(k)
-    for rows in (1, 2, 3, 6, 7, 8, 9, 13, 16, 40, INT8_KERNEL_ROWS + 1):  # every row tiling; int8's dense path
+    for rows in (
+        1,
+        2,
+        3,
+        6,
+        7,
+        8,
+        9,
+        13,
+        16,
+        40,
+        INT8_KERNEL_ROWS + 1,
+    ):  # every row tiling; int8's dense path
         x = torch.randn(rows, k, generator=gen).bfloat16()
         ref = x.float() @ w.T + (linear.bias.float() if bias else 0)  # (M, N)
         with torch.inference_mode():
@@ -70,7 +90,9 @@ def test_rows_linear_computes_the_linear(n, k, int8, bias):
 def test_only_many_rows_over_int8_weights_take_the_dense_path(monkeypatch):
     linear = linear_of(64, 64, True, 0)
     seen = []
-    monkeypatch.setattr(RowsLinear, "dense", lambda self, x: seen.append(x.shape) or torch.zeros(*x.shape[:-1], 64))
+    monkeypatch.setattr(
+        RowsLinear, "dense", lambda self, x: seen.append(x.shape) or torch.zeros(*x.shape[:-1], 64)
+    )
     many = torch.randn(1, INT8_KERNEL_ROWS + 1, 64).bfloat16()
     RowsLinear.from_linear(linear)(many)  # bf16 weights: the kernel at any size
     int8 = RowsLinear.from_linear(Int8Linear.from_linear(linear))
@@ -82,7 +104,8 @@ def test_only_many_rows_over_int8_weights_take_the_dense_path(monkeypatch):
 
 
 @needs_kernels
-@pytest.mark.parametrize("heads,kv_heads,d", [(16, 16, 128), (8, 2, 64), (3, 3, 32)])  # Janus's MHA, GQA, a small head
+# Janus's MHA, GQA, a small head
+@pytest.mark.parametrize("heads,kv_heads,d", [(16, 16, 128), (8, 2, 64), (3, 3, 32)])
 @pytest.mark.parametrize("masked", [False, True])
 def test_single_query_attention_reads_the_cache_in_place(heads, kv_heads, d, masked):
     gen = torch.Generator().manual_seed(heads + d)
@@ -97,7 +120,7 @@ def test_single_query_attention_reads_the_cache_in_place(heads, kv_heads, d, mas
         mask = (torch.arange(used)[None] >= torch.arange(rows)[:, None] * 5)[:, None, None]  # (B, 1, 1, S)
     exact = torch.nn.functional.scaled_dot_product_attention(
         q.double(), k.double(), v.double(), attn_mask=mask, enable_gqa=heads != kv_heads
-    )  # fmt: skip
+    )
     y = attend_one(q, k, v, mask)
     assert y.shape == (rows, heads, 1, d) and y.dtype == torch.bfloat16
     # fp32 scores, softmax and sums; the output's bf16 rounding dominates
@@ -124,9 +147,12 @@ def test_a_bf16_cpu_session_runs_its_token_step_on_the_kernels(quantize):
     for name in model.TOKEN_STEP:
         kinds = {type(m) for m in getattr(model, name).modules()}
         assert RowsLinear in kinds and not kinds & {nn.Linear, Int8Linear, PackedLinear}, name
-    weights = {m.pairs.dtype for m in model.language_model.model.layers.modules() if isinstance(m, RowsLinear)}
+    weights = {
+        m.pairs.dtype for m in model.language_model.model.layers.modules() if isinstance(m, RowsLinear)
+    }
     assert weights == {torch.int8 if quantize == "int8" else torch.bfloat16}
-    assert isinstance(model.vision_model.vision_tower.blocks[0].attn.qkv, PackedLinear)  # prefill-only: oneDNN
+    # prefill-only: oneDNN
+    assert isinstance(model.vision_model.vision_tower.blocks[0].attn.qkv, PackedLinear)
     assert all(layer.self_attn.attend is attend_one for layer in model.language_model.model.layers)
     fp32 = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), CPU, torch.float32).model
     assert not any(isinstance(m, RowsLinear) for m in fp32.modules())  # bf16 activations only
@@ -210,7 +236,7 @@ def test_the_command_line_asks_for_huge_pages_before_torch_loads(monkeypatch):
 def test_the_load_line_names_the_kernels_of_a_bf16_cpu_session(monkeypatch):
     from types import SimpleNamespace
 
-    from janus_cli.cli.common import kernel_note
+    from janus_cli.cli.console import kernel_note
 
     session = SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=False)
     monkeypatch.setattr(build, "load_rows", lambda: (object(), "own AVX512-BF16 kernels"))

@@ -11,7 +11,7 @@ from torch import nn
 
 from janus_cli.config import LlamaConfig
 from janus_cli.kernels import build
-from janus_cli.kernels.layers import RowsAttention, RowsBlock, RowsMLP, RowsRMSNorm, use_rows_layers
+from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, use_rows_layers
 from janus_cli.kernels.rows import RowsLinear
 from janus_cli.models.layout import swap_linears
 from janus_cli.models.llama import MLP, Attention, Block, KVCache, Llama, RMSNorm, rms_norm
@@ -48,12 +48,22 @@ def test_rmsnorm_rounds_as_pytorch(rows, c):
     y = RowsRMSNorm(norm)(x)
     # only the mean's fp32 summation order differs: at most one bf16 step, rarely
     assert ulps(y, rms_norm(x, norm.weight, norm.eps)) <= 1
-    assert torch.equal(RowsRMSNorm(norm)(x.float()), rms_norm(x.float(), norm.weight, norm.eps))  # fp32: PyTorch's
+    # fp32: PyTorch's
+    assert torch.equal(RowsRMSNorm(norm)(x.float()), rms_norm(x.float(), norm.weight, norm.eps))
 
 
 def attention(heads: int, kv_heads: int, d: int, seed: int) -> Attention:
-    cfg = LlamaConfig(hidden_size=heads * d, intermediate_size=64, num_layers=1, num_heads=heads, num_kv_heads=kv_heads,
-                      vocab_size=64, rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=64)  # fmt: skip
+    cfg = LlamaConfig(
+        hidden_size=heads * d,
+        intermediate_size=64,
+        num_layers=1,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        vocab_size=64,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        max_position_embeddings=64,
+    )
     return randomized(Attention(cfg), seed)
 
 
@@ -66,16 +76,19 @@ def test_rope_into_the_cache_is_pytorchs_to_the_bit(heads, kv_heads, d, per_row)
     for m in (ref, fast):
         m.cache = KVCache(b, kv_heads, slots, d, BF16, torch.device("cpu"))
     for slot in (0, 4):
-        qkv = torch.randn(b, 1, (heads + 2 * kv_heads) * d, generator=gen).to(BF16)  # a fused projection's output
+        # a fused projection's output
+        qkv = torch.randn(b, 1, (heads + 2 * kv_heads) * d, generator=gen).to(BF16)
         qkv[..., ::16] = 0.0  # zero pairs (x[i], x[i + D/2]): the signs of -0.0 must match too
         q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
         cos, sin = (torch.randn(b if per_row else 1, 1, 1, d, generator=gen).to(BF16) for _ in range(2))
         pos = torch.tensor([slot])
         want = Attention.place(ref, q, k, v, cos, sin, pos, slot + 1)
         got = fast.place(q, k, v, cos, sin, pos, slot + 1)
-        for w, g in zip(want, got):  # q (B, H, 1, D); the cache's first slot + 1 keys and values
+        for w, g in zip(want, got, strict=True):  # q (B, H, 1, D); the cache's first slot + 1 keys and values
             assert g.shape == w.shape and torch.equal(bits(g), bits(w))
-    assert torch.equal(bits(fast.cache.k), bits(ref.cache.k)) and torch.equal(bits(fast.cache.v), bits(ref.cache.v))
+    assert torch.equal(bits(fast.cache.k), bits(ref.cache.k)) and torch.equal(
+        bits(fast.cache.v), bits(ref.cache.v)
+    )
 
 
 def test_rope_outside_the_kernels_reach_goes_to_pytorch(monkeypatch):
@@ -84,17 +97,37 @@ def test_rope_outside_the_kernels_reach_goes_to_pytorch(monkeypatch):
     calls = []
     monkeypatch.setattr(Attention, "place", lambda self, *a: calls.append(a[0].shape))
     x = torch.randn(1, 1, 3 * 32).to(BF16)
-    fast.place(*x.split(32, -1), torch.ones(1, 1, 1, 16, dtype=BF16), torch.zeros(1, 1, 1, 16, dtype=BF16), torch.tensor([0]), 1)
+    fast.place(
+        *x.split(32, -1),
+        torch.ones(1, 1, 1, 16, dtype=BF16),
+        torch.zeros(1, 1, 1, 16, dtype=BF16),
+        torch.tensor([0]),
+        1,
+    )
     assert calls == [(1, 1, 32)]
 
 
 @pytest.mark.parametrize("rows", [1, 8])
 def test_fused_projections_compute_the_separate_ones(rows):
     ref_attn = attention(4, 2, 32, seed=1)
-    mlp = randomized(MLP(LlamaConfig(hidden_size=128, intermediate_size=96, num_layers=1, num_heads=4, num_kv_heads=2, vocab_size=64)), 2)
+    mlp = randomized(
+        MLP(
+            LlamaConfig(
+                hidden_size=128,
+                intermediate_size=96,
+                num_layers=1,
+                num_heads=4,
+                num_kv_heads=2,
+                vocab_size=64,
+            )
+        ),
+        2,
+    )
     x = torch.randn(rows, 1, 128, generator=torch.Generator().manual_seed(rows)).to(BF16)
     fused = RowsAttention(ref_attn)
-    for got, want in zip(fused.project(x), (ref_attn.q_proj(x), ref_attn.k_proj(x), ref_attn.v_proj(x))):
+    for got, want in zip(
+        fused.project(x), (ref_attn.q_proj(x), ref_attn.k_proj(x), ref_attn.v_proj(x)), strict=True
+    ):
         assert got.shape == want.shape and (got.float() - want.float()).abs().max() <= 8e-3 * want.abs().max()
     got, want = RowsMLP(mlp)(x), mlp(x)
     assert (got.float() - want.float()).abs().max() <= 1e-2 * want.abs().max()
@@ -105,13 +138,17 @@ def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
     """A prefill (PyTorch's RoPE path inside the swapped modules) and token steps (one kernel call
     per block), left padding included: hidden states agree to bf16 rounding, and the steps take
     the kernels."""
-    cfg = LlamaConfig(hidden_size=128, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64)
+    cfg = LlamaConfig(
+        hidden_size=128, intermediate_size=96, num_layers=2, num_heads=4, num_kv_heads=2, vocab_size=64
+    )
     ref = randomized(Llama(cfg), 3)
     fast = on_the_kernels(ref, int8=False)
     assert all(isinstance(layer.self_attn, RowsAttention) for layer in fast.model.layers)
     fallbacks = []
     place = Attention.place
-    monkeypatch.setattr(Attention, "place", lambda self, q, *a: fallbacks.append(q.shape[1]) or place(self, q, *a))
+    monkeypatch.setattr(
+        Attention, "place", lambda self, q, *a: fallbacks.append(q.shape[1]) or place(self, q, *a)
+    )
     pad = torch.tensor([0, 2])  # row 1's prompt is two tokens shorter
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 5, 128, generator=gen).to(BF16)
@@ -121,7 +158,7 @@ def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
     for step in range(5, 9):
         x = torch.randn(2, 1, 128, generator=gen).to(BF16)
         hidden += [m(x, torch.tensor([step]), used=step + 1, pad=pad) for m in (ref, fast)]
-    for want, got in zip(hidden[0::2], hidden[1::2]):
+    for want, got in zip(hidden[0::2], hidden[1::2], strict=True):
         assert (got.float() - want.float()).abs().max() <= 3e-2 * want.abs().max()
     # PyTorch's RoPE: both models' prefills (2 layers each) and ref's 4 steps; none of fast's steps
     assert fallbacks == [5] * 4 + [1] * 8
@@ -154,14 +191,22 @@ def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8,
     block's modules one by one (Block.forward, what RowsBlock falls back to). Hidden states and
     caches agree within a bf16 step (silu's exp is not PyTorch's; here they are equal), and every
     step took the call."""
-    cfg = LlamaConfig(hidden_size=256, intermediate_size=176, num_layers=2, num_heads=heads, num_kv_heads=kv_heads, vocab_size=64)
+    cfg = LlamaConfig(
+        hidden_size=256,
+        intermediate_size=176,
+        num_layers=2,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        vocab_size=64,
+    )
     one_call = on_the_kernels(randomized(Llama(cfg), 5), int8)
     modules = copy.deepcopy(one_call)
     for layer in modules.model.layers:
         layer.__class__ = Block  # the same modules, called one by one
     lib, calls = build.load_rows()[0], []
     block_step = lib.janus_block_step
-    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-7]) or block_step(*a))  # a[-7]: rows
+    # a[-7]: rows
+    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-7]) or block_step(*a))
     pad = torch.tensor([0, 3, 1]) if padded else None
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(3, 6, 256, generator=gen).to(BF16)
@@ -174,8 +219,10 @@ def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8,
         got, want = (m(x, torch.tensor([pos]), used=pos + 1, pad=pad) for m in (one_call, modules))
         assert within_a_step(got, want)
     assert calls == [3] * 2 * 5  # 2 layers, 5 steps
-    for a, b in zip(one_call.model.layers, modules.model.layers):
-        assert within_a_step(a.self_attn.cache.k, b.self_attn.cache.k) and within_a_step(a.self_attn.cache.v, b.self_attn.cache.v)
+    for a, b in zip(one_call.model.layers, modules.model.layers, strict=True):
+        assert within_a_step(a.self_attn.cache.k, b.self_attn.cache.k) and within_a_step(
+            a.self_attn.cache.v, b.self_attn.cache.v
+        )
 
 
 def within_a_step(got: torch.Tensor, want: torch.Tensor) -> bool:

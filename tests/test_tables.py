@@ -10,6 +10,7 @@ from conftest import assert_one_line_error
 from conftest import run_janus as run
 
 from janus_cli.cli import inputs, jobs
+from janus_cli.pipelines.text_to_image import GenerateSettings
 
 pq = pytest.importorskip("pyarrow.parquet")
 pa = pytest.importorskip("pyarrow")
@@ -31,12 +32,17 @@ def test_generate_reads_prompts_and_overrides_from_parquet(tmp_path):
     table = pa.table({"prompt": ["a fox", "a hen"], "n": [1, 3], "seed": [None, 9], "cfg": [4.0, None]})
     pq.write_table(table, tmp_path / "prompts.parquet")
     lines = jobs.read_prompts(None, str(tmp_path / "prompts.parquet"))
-    work = jobs.make_jobs(lines, 2, 5, {"cfg": 5.0}, {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0)})
-    assert [(j.prompt, j.n, j.seed, j.first, j.options) for j in work] == [("a fox", 1, 5, 0, {"cfg": 4.0}), ("a hen", 3, 9, 1, {"cfg": 5.0})]
+    work = jobs.make_jobs(lines, GenerateSettings, {"n": 2, "seed": 5, "cfg": 5.0}, ("n", "seed", "cfg"))
+    assert [(j.prompt, j.n, j.settings.seed, j.first, j.settings.cfg) for j in work] == [
+        ("a fox", 1, 5, 0, 4.0),
+        ("a hen", 3, 9, 1, 5.0),
+    ]
 
 
 def test_a_bad_parquet_prompts_row_is_named(tmp_path):
     pq.write_table(pa.table({"prompt": ["a fox"], "colour": ["red"]}), tmp_path / "p.parquet")
-    assert_one_line_error(run("generate", "-f", str(tmp_path / "p.parquet")), "p.parquet: row 1: unknown key 'colour'")
+    assert_one_line_error(
+        run("generate", "-f", str(tmp_path / "p.parquet")), "p.parquet: row 1: unknown key 'colour'"
+    )
     (tmp_path / "q.parquet").write_text(json.dumps({"prompt": "not parquet"}))
     assert_one_line_error(run("generate", "-f", str(tmp_path / "q.parquet")), "not a Parquet file")

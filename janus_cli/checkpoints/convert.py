@@ -32,8 +32,13 @@ from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import CheckpointError, InputError
 
 DEFAULT_SHARD = "5GB"
-SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-              "preprocessor_config.json", "processor_config.json")  # fmt: skip
+SIDE_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
@@ -54,8 +59,15 @@ def parse_size(text: str) -> int:
     return int(float(m[1]) * _UNITS[m[2] or ""])
 
 
-def convert(src: Path, dst: Path, *, dtype: torch.dtype | None = None, max_shard_bytes: int = 5 * 10**9,
-            overwrite: bool = False, status: Callable[[str], None] = lambda s: None) -> ConvertResult:  # fmt: skip
+def convert(
+    src: Path,
+    dst: Path,
+    *,
+    dtype: torch.dtype | None = None,
+    max_shard_bytes: int = 5 * 10**9,
+    overwrite: bool = False,
+    status: Callable[[str], None] = lambda s: None,
+) -> ConvertResult:
     """Write checkpoint SRC to DST as verified safetensors in the published layout.
 
     Args:
@@ -105,7 +117,9 @@ def _source(src: Path, layout: str, dtype: torch.dtype | None) -> Iterator[tuple
         yield key, t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
 
-def _write_shards(tensors: Iterator[tuple[str, torch.Tensor]], tmp: Path, max_bytes: int) -> tuple[dict[str, str], int]:
+def _write_shards(
+    tensors: Iterator[tuple[str, torch.Tensor]], tmp: Path, max_bytes: int
+) -> tuple[dict[str, str], int]:
     """Write TENSORS into shards of at most MAX_BYTES (a bigger tensor gets its own shard)."""
     shards: list[list[str]] = []
     shard: dict[str, torch.Tensor] = {}
@@ -134,10 +148,12 @@ def _write_shards(tensors: Iterator[tuple[str, torch.Tensor]], tmp: Path, max_by
     if shard or not shards:
         flush()
     m = len(shards)
-    names = ["model.safetensors"] if m == 1 else [f"model-{i + 1:05d}-of-{m:05d}.safetensors" for i in range(m)]
+    names = (
+        ["model.safetensors"] if m == 1 else [f"model-{i + 1:05d}-of-{m:05d}.safetensors" for i in range(m)]
+    )
     weight_map = {}
     mode = 0o666 & ~_umask()  # save_file creates 0600 files
-    for i, (name, keys) in enumerate(zip(names, shards)):
+    for i, (name, keys) in enumerate(zip(names, shards, strict=True)):
         os.chmod(tmp / f"shard-{i}.tmp", mode)
         os.replace(tmp / f"shard-{i}.tmp", tmp / name)
         weight_map.update(dict.fromkeys(keys, name))
@@ -169,7 +185,9 @@ def _write_side_files(src: Path, tmp: Path, config: dict, layout: str, dtype: to
     if layout == "published" and dtype is None:
         shutil.copy2(src / "config.json", tmp / "config.json")
     else:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / "config.json").write_text(
+            json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     for name in SIDE_FILES:
         if not (src / name).is_file():
             continue
@@ -184,18 +202,29 @@ def _verify(tensors: Iterator[tuple[str, torch.Tensor]], tmp: Path, weight_map: 
     """Re-open every written shard and compare each tensor bit for bit with a fresh source read."""
     checked = 0
     with contextlib.ExitStack() as stack:
-        files = {n: stack.enter_context(safe_open(str(tmp / n), framework="pt")) for n in set(weight_map.values())}
+        files = {
+            n: stack.enter_context(safe_open(str(tmp / n), framework="pt")) for n in set(weight_map.values())
+        }
         for key, expected in tensors:
             got = files[weight_map[key]].get_tensor(key) if key in weight_map else None
-            if got is None or got.dtype != expected.dtype or got.shape != expected.shape or not _same_bits(got, expected):
+            if (
+                got is None
+                or got.dtype != expected.dtype
+                or got.shape != expected.shape
+                or not _same_bits(got, expected)
+            ):
                 raise CheckpointError(f"verification failed: {key} differs between the source and the output")
             checked += 1
     if checked != len(weight_map):
-        raise CheckpointError(f"verification failed: the source yielded {checked} tensors, {len(weight_map)} were written")
+        raise CheckpointError(
+            f"verification failed: the source yielded {checked} tensors, {len(weight_map)} were written"
+        )
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return torch.equal(a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8))
+    return torch.equal(
+        a.contiguous().reshape(-1).view(torch.uint8), b.contiguous().reshape(-1).view(torch.uint8)
+    )
 
 
 def _umask() -> int:

@@ -64,11 +64,15 @@ def download(repo: str, files: tuple[str, ...] | None, revision: str | None, pro
 
     patterns = list(files) if files else None
     try:
-        return Path(hf.snapshot_download(repo, revision=revision, allow_patterns=patterns, local_files_only=True))
+        return Path(
+            hf.snapshot_download(repo, revision=revision, allow_patterns=patterns, local_files_only=True)
+        )
     except LocalEntryNotFoundError:
         pass
-    how = (f"download it where there is network with `hf download {repo}` (then copy the Hugging Face "
-           f"cache, or pass the folder with -m DIR)")  # fmt: skip
+    how = (
+        f"download it where there is network with `hf download {repo}` (then copy the Hugging Face "
+        f"cache, or pass the folder with -m DIR)"
+    )
     if hf_constants.HF_HUB_OFFLINE:
         raise DownloadError(f"{repo} is not in the local cache and HF_HUB_OFFLINE is set; {how}")
     try:

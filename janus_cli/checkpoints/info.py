@@ -54,8 +54,12 @@ def describe(ref: str) -> dict[str, Any]:
     }
     if config.get("_class_name") == "AutoencoderKL":
         keys = ("latent_channels", "block_out_channels", "scaling_factor")
-        return {**info, "family": "vae", **{k: config.get(k) for k in keys},
-                "checkpoint_parameters": spec.parameters if spec else None}  # fmt: skip
+        return {
+            **info,
+            "family": "vae",
+            **{k: config.get(k) for k in keys},
+            "checkpoint_parameters": spec.parameters if spec else None,
+        }
     cfg = JanusConfig.from_dict(config)
     llm = cfg.llm
     info.update(
@@ -72,7 +76,9 @@ def describe(ref: str) -> dict[str, Any]:
         image_tokens=cfg.image_tokens,
         parameters=count_parameters(cfg),
         checkpoint_parameters=spec.parameters if spec else None,
-        special_tokens=_special_tokens(folder, cfg) if folder and (folder / "tokenizer.json").is_file() else None,
+        special_tokens=_special_tokens(folder, cfg)
+        if folder and (folder / "tokenizer.json").is_file()
+        else None,
     )
     return info
 

@@ -48,7 +48,8 @@ def skipped_init() -> Iterator[None]:
     """Module constructors without their random init (torch.nn.init's in-place functions do
     nothing inside). On the meta device it computes nothing anyway, but its first call there
     loads PyTorch's Python decompositions: 1.1 s of every command's start."""
-    names = [n for n in vars(nn.init) if n.endswith("_") and not n.startswith("_")]  # uniform_, kaiming_normal_, ...
+    # uniform_, kaiming_normal_, ...
+    names = [n for n in vars(nn.init) if n.endswith("_") and not n.startswith("_")]
     saved = {n: getattr(nn.init, n) for n in names}
     for n in names:
         setattr(nn.init, n, lambda tensor, *args, **kwargs: tensor)

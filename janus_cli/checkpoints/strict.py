@@ -59,7 +59,11 @@ def load_strict(
         raise CheckpointError(f"{where}: checkpoint does not match its config: " + "; ".join(problems))
     for path in leave_out:
         drop(model, path)
-    mapped = {name: t for name, t in mapped.items() if not any(name == p or name.startswith(p + ".") for p in leave_out)}
+    mapped = {
+        name: t
+        for name, t in mapped.items()
+        if not any(name == p or name.startswith(p + ".") for p in leave_out)
+    }
     for name, t in mapped.items():
         cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
         mapped[name] = t.to(device=device, dtype=cast)

@@ -44,15 +44,44 @@ HF_TO_PUBLISHED: tuple[tuple[str, str, str | None], ...] = (
     (r"model\.generation_embeddings\.weight", "gen_embed.weight", None),
     (r"model\.language_model\.(?P<rest>.+)", r"language_model.model.\g<rest>", None),
     (r"lm_head\.weight", "language_model.lm_head.weight", None),
-    # VQ-16: encoder.down / decoder.up were conv_blocks, `block` was `res`, mid.{block_1,attn_1,block_2} were mid.{0,1,2}
-    (_VQ + r"(?P<c>encoder\.down|decoder\.up)\.(?P<j>\d+)\.block\.(?P<rest>.+)", r"gen_vision_model.\g<c>.\g<j>.res.\g<rest>", "vq"),
-    (_VQ + r"(?P<c>encoder\.down|decoder\.up)\.(?P<j>\d+)\.(?P<rest>(attn|downsample|upsample)\..+)", r"gen_vision_model.\g<c>.\g<j>.\g<rest>", "vq"),
-    (_VQ + r"(?P<c>encoder|decoder)\.mid\.block_1\.(?P<rest>.+)", r"gen_vision_model.\g<c>.mid.0.\g<rest>", None),
-    (_VQ + r"(?P<c>encoder|decoder)\.mid\.attn_1\.(?P<rest>.+)", r"gen_vision_model.\g<c>.mid.1.\g<rest>", None),
-    (_VQ + r"(?P<c>encoder|decoder)\.mid\.block_2\.(?P<rest>.+)", r"gen_vision_model.\g<c>.mid.2.\g<rest>", None),
-    (_VQ + r"(?P<rest>(encoder|decoder)\.(conv_in|norm_out|conv_out)\." + _P + r")", r"gen_vision_model.\g<rest>", None),
-    (_VQ + r"(?P<rest>(quant_conv|post_quant_conv)\." + _P + r"|quantize\.embedding\.weight)", r"gen_vision_model.\g<rest>", None),
-)  # fmt: skip
+    # VQ-16: encoder.down / decoder.up were conv_blocks, `block` was `res`,
+    # mid.{block_1,attn_1,block_2} were mid.{0,1,2}
+    (
+        _VQ + r"(?P<c>encoder\.down|decoder\.up)\.(?P<j>\d+)\.block\.(?P<rest>.+)",
+        r"gen_vision_model.\g<c>.\g<j>.res.\g<rest>",
+        "vq",
+    ),
+    (
+        _VQ + r"(?P<c>encoder\.down|decoder\.up)\.(?P<j>\d+)\.(?P<rest>(attn|downsample|upsample)\..+)",
+        r"gen_vision_model.\g<c>.\g<j>.\g<rest>",
+        "vq",
+    ),
+    (
+        _VQ + r"(?P<c>encoder|decoder)\.mid\.block_1\.(?P<rest>.+)",
+        r"gen_vision_model.\g<c>.mid.0.\g<rest>",
+        None,
+    ),
+    (
+        _VQ + r"(?P<c>encoder|decoder)\.mid\.attn_1\.(?P<rest>.+)",
+        r"gen_vision_model.\g<c>.mid.1.\g<rest>",
+        None,
+    ),
+    (
+        _VQ + r"(?P<c>encoder|decoder)\.mid\.block_2\.(?P<rest>.+)",
+        r"gen_vision_model.\g<c>.mid.2.\g<rest>",
+        None,
+    ),
+    (
+        _VQ + r"(?P<rest>(encoder|decoder)\.(conv_in|norm_out|conv_out)\." + _P + r")",
+        r"gen_vision_model.\g<rest>",
+        None,
+    ),
+    (
+        _VQ + r"(?P<rest>(quant_conv|post_quant_conv)\." + _P + r"|quantize\.embedding\.weight)",
+        r"gen_vision_model.\g<rest>",
+        None,
+    ),
+)
 _RULES = [(re.compile(hf), pub, op) for hf, pub, op in HF_TO_PUBLISHED]
 _VQ_BLOCKS = {"encoder.down": "encoder.conv_blocks", "decoder.up": "decoder.conv_blocks"}
 
@@ -93,7 +122,9 @@ def published_tensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
         else:
             yield name, tensor
     if pending:
-        raise CheckpointError(f"{folder}: incomplete q/k/v projections for {', '.join(sorted(pending))[:200]}")
+        raise CheckpointError(
+            f"{folder}: incomplete q/k/v projections for {', '.join(sorted(pending))[:200]}"
+        )
 
 
 def to_multi_modality(config: dict[str, Any]) -> dict[str, Any]:
@@ -108,10 +139,22 @@ def to_multi_modality(config: dict[str, Any]) -> dict[str, Any]:
     expect = {"hidden_size": 1024, "num_hidden_layers": 24, "patch_size": 16, "image_size": 384}
     for k, v in expect.items():
         if vision.get(k, v) != v:
-            raise CheckpointError(f"config.json: vision_config.{k} = {vision[k]} (only SigLIP-L/16-384 is published)")
-    keep = ("hidden_size", "intermediate_size", "max_position_embeddings", "num_attention_heads",
-            "num_hidden_layers", "num_key_value_heads", "vocab_size", "rms_norm_eps", "rope_theta",
-            "rope_scaling", "torch_dtype")  # fmt: skip
+            raise CheckpointError(
+                f"config.json: vision_config.{k} = {vision[k]} (only SigLIP-L/16-384 is published)"
+            )
+    keep = (
+        "hidden_size",
+        "intermediate_size",
+        "max_position_embeddings",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "num_key_value_heads",
+        "vocab_size",
+        "rms_norm_eps",
+        "rope_theta",
+        "rope_scaling",
+        "torch_dtype",
+    )
     language = {"model_type": "llama", **{k: text[k] for k in keep if k in text}}
     hidden = int(text.get("hidden_size", 4096))  # LlamaConfig's default, as transformers omits defaults
     code_dim, codes = int(vq.get("embed_dim", 8)), int(vq.get("num_embeddings", 16384))
@@ -122,16 +165,42 @@ def to_multi_modality(config: dict[str, Any]) -> dict[str, Any]:
         return {"cls": cls, "model_type": model_type, "params": params}
 
     return {
-        "aligner_config": sub("MlpProjector", "aligner", depth=int(vision.get("depth", 2)), input_dim=1024, n_embed=proj, projector_type="mlp_gelu"),
-        "gen_aligner_config": sub("MlpProjector", "gen_aligner", depth=int(vq.get("depth", 2)), input_dim=code_dim, n_embed=gen_proj, projector_type="mlp_gelu"),
-        "gen_head_config": sub("vision_head", "gen_head", image_token_embed=int(vq.get("image_token_embed_dim", hidden)), image_token_size=codes, n_embed=hidden),
+        "aligner_config": sub(
+            "MlpProjector",
+            "aligner",
+            depth=int(vision.get("depth", 2)),
+            input_dim=1024,
+            n_embed=proj,
+            projector_type="mlp_gelu",
+        ),
+        "gen_aligner_config": sub(
+            "MlpProjector",
+            "gen_aligner",
+            depth=int(vq.get("depth", 2)),
+            input_dim=code_dim,
+            n_embed=gen_proj,
+            projector_type="mlp_gelu",
+        ),
+        "gen_head_config": sub(
+            "vision_head",
+            "gen_head",
+            image_token_embed=int(vq.get("image_token_embed_dim", hidden)),
+            image_token_size=codes,
+            n_embed=hidden,
+        ),
         "gen_vision_config": sub("VQ-16", "gen_vision", image_token_size=codes, n_embed=code_dim),
         "language_config": language,
         "model_type": "multi_modality",
         "torch_dtype": config.get("torch_dtype", text.get("torch_dtype", "bfloat16")),
-        "vision_config": sub("CLIPVisionTower", "vision", image_size=384, model_name="siglip_large_patch16_384",
-                             select_feature="same", select_layer=int(vision.get("select_layer", -1))),
-    }  # fmt: skip
+        "vision_config": sub(
+            "CLIPVisionTower",
+            "vision",
+            image_size=384,
+            model_name="siglip_large_patch16_384",
+            select_feature="same",
+            select_layer=int(vision.get("select_layer", -1)),
+        ),
+    }
 
 
 def to_vlm_preprocessor(pre: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from janus_cli.cli import common
+from janus_cli.cli import console
 from janus_cli.cli.chat import chat
 from janus_cli.cli.convert import convert
 from janus_cli.cli.describe import describe
@@ -39,14 +39,14 @@ def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
     if version:
-        from janus_cli import __version__
+        from janus_cli.version import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
-    common.DEBUG = debug
+    console.DEBUG = debug
 
 
 def main() -> None:
@@ -67,12 +67,13 @@ def main() -> None:
             typer.echo(e.format_message())
         code = 0
     except cx.UsageError as e:
-        common.err.print(f"error: {e.format_message()}", markup=False)
+        command = e.ctx.command_path if e.ctx is not None else "janus"
+        console.err.print(f"error: {e.format_message()} (see `{command} --help`)", markup=False)
         code = 2
     except cx.ClickException as e:
-        common.err.print(f"error: {e.format_message()}", markup=False)
+        console.err.print(f"error: {e.format_message()}", markup=False)
         code = e.exit_code
     except typer.Abort:
-        common.err.print("error: aborted", markup=False)
+        console.err.print("error: aborted", markup=False)
         code = 130
     raise SystemExit(code or 0)

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
-from janus_cli.cli.common import OUTPUT, SAMPLING
+from janus_cli.cli import console, options
+from janus_cli.cli.options import OUTPUT, SAMPLING
 
 HELP = """commands: /image PATH (attach an image to your next message), /imagine PROMPT (make an image),
 /reset (forget the conversation), /help, /quit (or end of input)"""
@@ -24,12 +24,12 @@ def chat(
     output: Annotated[str, typer.Option("--output", "-o", rich_help_panel=OUTPUT, help="Where /imagine writes its PNGs.")] = ".",
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT,
         help='One JSON object per answer ({"turn", "user", "images", "text", "tokens"}) or /imagine image, instead of streamed text.')] = False,  # fmt: skip
-    quiet: common.Quiet = False,
-    model: common.Model = "janus-pro-1b",
-    device: common.Device = "auto",
-    dtype: common.Dtype = "auto",
-    quantize: common.Quantize = "none",
-    revision: common.Revision = None,
+    quiet: options.Quiet = False,
+    model: options.Model = "janus-pro-1b",
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    quantize: options.Quantize = "none",
+    revision: options.Revision = None,
 ) -> None:
     """Talk about images with the model: each line you type is a turn; answers stream to stdout.
 
@@ -43,56 +43,98 @@ def chat(
 
     Inside: /image PATH, /imagine PROMPT, /reset, /help, /quit.
     """
-    from janus_cli.cli.conversation import Conversation
-
-    with common.handle_errors():
+    with console.handle_errors():
         if top_p is not None and top_p <= 0:
-            raise common.fail("--top-p must be in (0, 1]")
+            raise console.fail("--top-p must be in (0, 1]")
         for name in images or []:
             from janus_cli.imageio import probe_image
 
             probe_image(name)  # a missing file fails before the model loads
-        session = common.open_model(model, device, dtype, revision, quiet, quantize)
-        talk = Conversation(session, max_tokens, temperature, top_p, seed, output, quiet, "jsonl" if as_jsonl else "text")
-        for name in images or []:
-            talk.attach(name)
+        model_ = console.open_model(model, device, dtype, revision, quiet, quantize)
+        talk = Talk(model_, model_.chat(images or [], temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),
+                    seed, output, quiet, "jsonl" if as_jsonl else "text")  # fmt: skip
         interactive = sys.stdin.isatty()
         if interactive and not quiet:
-            common.err.print(HELP, markup=False)
+            console.err.print(HELP, markup=False)
         while True:
             if interactive:
-                common.err.print("> ", end="", markup=False)
+                console.err.print("> ", end="", markup=False)
             line = sys.stdin.readline()
             if not line or line.strip() in ("/quit", "/exit"):
                 return
-            _turn(talk, line.strip(), as_jsonl)
+            talk.turn(line.strip())
 
 
-def _turn(talk, line: str, as_jsonl: bool) -> None:
-    """One line of input; a failed turn is one `error: ...` line and the chat goes on."""
-    from janus_cli.errors import JanusError
+class Talk:
+    """The REPL's side of a conversation: its commands, and /imagine through the image run of
+    `janus generate` (pictures numbered on from 0, seeded seed + k)."""
 
-    command, _, rest = line.partition(" ") if line.startswith("/") else ("", "", line)
-    try:
-        if not line:
-            return
-        if command == "/image":
-            talk.attach(rest.strip())
-        elif command == "/imagine":
-            talk.imagine(rest.strip())
-        elif command == "/reset":
-            talk.reset()
-        elif command == "/help":
-            common.err.print(HELP, markup=False)
-        elif command:
-            common.err.print(f"error: unknown command {command} ({HELP})", markup=False)
-        elif as_jsonl:
-            for _ in talk.say(rest):
+    def __init__(self, model, chat, seed: int, output: str, quiet: bool, mode: str):
+        self.model, self.chat, self.seed, self.output, self.quiet, self.mode = model, chat, seed, output, quiet, mode
+        self.names: list[str] = []  # the images attached to the next message
+        self.imagined = 0
+
+    def turn(self, line: str) -> None:
+        """One line of input; a failed turn is one `error: ...` line and the chat goes on."""
+        from janus_cli.errors import JanusError
+
+        command, _, rest = line.partition(" ") if line.startswith("/") else ("", "", line)
+        try:
+            if not line:
+                return
+            if command == "/image":
+                self.attach(rest.strip())
+            elif command == "/imagine":
+                self.imagine(rest.strip())
+            elif command == "/reset":
+                self.chat.reset()
+                self.names = []
+            elif command == "/help":
+                console.err.print(HELP, markup=False)
+            elif command:
+                console.err.print(f"error: unknown command {command} ({HELP})", markup=False)
+            else:
+                self.say(rest)
+        except JanusError as e:
+            console.err.print(f"error: {e}", markup=False)
+
+    def attach(self, path: str) -> None:
+        from janus_cli.errors import InputError
+
+        if not path:
+            raise InputError("/image needs a path")
+        self.chat.attach([path])
+        self.names.append(path)
+
+    def say(self, text: str) -> None:
+        if self.mode == "jsonl":
+            for _ in self.chat.stream(text):
                 pass
-            typer.echo(json.dumps(talk.last, ensure_ascii=False))
         else:
-            for text in talk.say(rest):
-                typer.echo(text, nl=False)
+            for piece in self.chat.stream(text):
+                typer.echo(piece, nl=False)
             typer.echo("")
-    except JanusError as e:
-        common.err.print(f"error: {e}", markup=False)
+        names, self.names = self.names, []
+        if self.mode == "jsonl":
+            answer = self.chat.history[-1]
+            record = {"turn": len(self.chat.history) // 2 - 1, "user": text, "images": names, "text": answer["text"],
+                      "tokens": answer["tokens"], "seed": answer["seed"]}  # fmt: skip
+            typer.echo(json.dumps(record, ensure_ascii=False))
+
+    def imagine(self, prompt: str) -> None:
+        """Make one image of PROMPT into the output folder; its path goes to stdout."""
+        from janus_cli.cli import image_run
+        from janus_cli.errors import InputError
+        from janus_cli.pipelines.text_to_image import GenerateSettings
+
+        if not prompt:
+            raise InputError("/imagine needs a prompt")
+        if self.model.family != "janus":
+            raise InputError(f"/imagine needs a Janus or Janus-Pro model; {self.model.name} is {self.model.family}")
+        s = self.model.session
+        image_run.run(image_run.Request(
+            "janus", "/imagine", [{"prompt": prompt}], GenerateSettings, {"n": 1, "seed": self.seed + self.imagined}, (),
+            image_run.Output(self.output, mode=self.mode, quiet=self.quiet), s.name,
+            dtype=str(s.dtype).removeprefix("torch."), quantize=s.quantize, first=self.imagined, loaded=self.model,
+        ))  # fmt: skip
+        self.imagined += 1

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
+from janus_cli.cli import console, options
 
 DTYPES = ("bfloat16", "float32")
 
@@ -18,9 +18,9 @@ def convert(
     dtype: Annotated[str | None, typer.Option("--dtype", help="Cast floating tensors: bfloat16 or float32 (default: keep).")] = None,
     max_shard_size: Annotated[str, typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size.")] = "5GB",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty DST (only once the new one is verified).")] = False,
-    as_json: common.Json = False,
-    quiet: common.Quiet = False,
-    revision: common.Revision = None,
+    as_json: options.Json = False,
+    quiet: options.Quiet = False,
+    revision: options.Revision = None,
 ) -> None:
     """Convert a checkpoint to safetensors, verify every tensor bit for bit, print DST.
 
@@ -35,18 +35,19 @@ def convert(
     import time
     from pathlib import Path
 
-    with common.handle_errors():
+    with console.handle_errors():
         if dtype is not None and dtype not in DTYPES:
-            raise common.fail(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        from janus_cli.checkpoints.convert import convert as run, parse_size
+            raise console.fail(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        from janus_cli.checkpoints.convert import convert as run
+        from janus_cli.checkpoints.convert import parse_size
         from janus_cli.checkpoints.hub import resolve
 
         shard = parse_size(max_shard_size)
-        folder = resolve(src, revision, progress=common.show_progress(quiet))
+        folder = resolve(src, revision, progress=console.show_progress(quiet))
         import torch
 
         t0 = time.perf_counter()
-        with common.err.status("converting", spinner="dots") if common.show_progress(quiet) else _null() as spin:
+        with console.err.status("converting", spinner="dots") if console.show_progress(quiet) else _null() as spin:
             status = (lambda s: spin.update(s)) if spin is not None else (lambda s: None)
             result = run(folder, Path(dst), dtype=getattr(torch, dtype) if dtype else None,
                          max_shard_bytes=shard, overwrite=overwrite, status=status)  # fmt: skip
@@ -60,7 +61,7 @@ def convert(
             typer.echo(str(result.folder))
         if not quiet:
             gb = result.bytes / 1e9
-            common.err.print(f"{result.tensors} tensors ({gb:.2f} GB) in {len(result.files)} file(s), "
+            console.err.print(f"{result.tensors} tensors ({gb:.2f} GB) in {len(result.files)} file(s), "
                              f"verified, in {seconds:.1f}s", markup=False)  # fmt: skip
 
 

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, describing, inputs, tables
+from janus_cli.cli import console, inputs, options, tables
 from janus_cli.cli.manifest import Manifest
-from janus_cli.cli.common import OUTPUT, RUNTIME, SAMPLING
+from janus_cli.cli.options import OUTPUT, RUNTIME, SAMPLING
 
 
 def describe(
@@ -21,24 +21,24 @@ def describe(
     top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
     seed: Annotated[int, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image i of the list answers with seed+i.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME)] = 4,
-    shard: common.Shard = None,
-    keep_going: common.KeepGoing = False,
-    manifest: common.Manifest = None,
-    resume: common.Resume = False,
-    manifest_format: common.Format = common.ManifestFormat.jsonl,
+    shard: options.Shard = None,
+    keep_going: options.KeepGoing = False,
+    manifest: options.Manifest = None,
+    resume: options.Resume = False,
+    manifest_format: options.Format = options.ManifestFormat.jsonl,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout.")] = False,
     as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")] = False,
-    quiet: common.Quiet = False,
-    model: common.Model = "janus-pro-1b",
-    device: common.Device = "auto",
-    dtype: common.Dtype = "auto",
-    quantize: common.Quantize = "none",
-    revision: common.Revision = None,
-    engine: common.Engine = common.EngineName.local,
-    ray_address: common.RayAddress = None,
-    workers: common.Workers = 1,
-    gpus_per_worker: common.GpusPerWorker = 0.0,
-    cpus_per_worker: common.CpusPerWorker = 1,
+    quiet: options.Quiet = False,
+    model: options.Model = "janus-pro-1b",
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    quantize: options.Quantize = "none",
+    revision: options.Revision = None,
+    engine: options.Engine = options.EngineName.local,
+    ray_address: options.RayAddress = None,
+    workers: options.Workers = 1,
+    gpus_per_worker: options.GpusPerWorker = 0.0,
+    cpus_per_worker: options.CpusPerWorker = 1,
 ) -> None:
     """Describe images, or answer a question about them; the answer streams to stdout.
 
@@ -58,35 +58,37 @@ def describe(
     """
     import time
 
-    with common.handle_errors():
+    with console.handle_errors():
         if top_p is not None and top_p <= 0:
-            raise common.fail("--top-p must be in (0, 1]")
+            raise console.fail("--top-p must be in (0, 1]")
         as_lines = inputs.output_mode(as_json, as_jsonl) != "text"
         if together and (shard or keep_going or manifest or resume):
-            raise common.fail("--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume")
-        on_ray = engine is common.EngineName.ray
+            raise console.fail("--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume")
+        on_ray = engine is options.EngineName.ray
         if on_ray:
             if together:
-                raise common.fail("--together is one conversation: it runs with --engine local")
+                raise console.fail("--together is one conversation: it runs with --engine local")
             from janus_cli.distributed.cluster import import_ray
 
             import_ray()  # without the extra, say so before any work
         if resume and manifest is None:
-            raise common.fail("--resume needs --manifest FILE")
+            raise console.fail("--resume needs --manifest FILE")
         log = Manifest(manifest) if manifest else None
-        parquet = tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet)
+        parquet = tables.parquet_copy(manifest, manifest_format is options.ManifestFormat.parquet)
+        from janus_cli.pipelines import describing
+
         names = inputs.expand_images(images)
         done = describing.finished(log.records()) if resume else set()
-        items = describing.pick_items(names, inputs.parse_shard(shard), done, prompt)
+        items = describing.pick_items(names, inputs.shard_range(len(names), inputs.parse_shard(shard)), done, prompt)
         if on_ray and inputs.STDIN in names:
-            raise common.fail("--engine ray reads image files: `-` (stdin) runs with --engine local")
+            raise console.fail("--engine ray reads image files: `-` (stdin) runs with --engine local")
         stdin = inputs.read_stdin_bytes([name for _, name in items])
         if not keep_going:
             for _, name in items:
                 if name != inputs.STDIN:
                     inputs.probe_image(name)  # fail on a missing or non-image file before loading the model
         if not items:
-            common.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
+            console.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
             return
         from janus_cli.pipelines.image_to_text import DescribeSettings
 
@@ -109,7 +111,7 @@ def describe(
         def on_error(name: str, message: str) -> None:
             failures.append(name)
             emit({"image": name, "error": message, **base})
-            common.err.print(f"error: {message}", markup=False)
+            console.err.print(f"error: {message}", markup=False)
 
         on_delta = (lambda text: typer.echo(text, nl=False)) if stream else (lambda text: None)
         try:
@@ -119,19 +121,24 @@ def describe(
 
                 t0 = time.perf_counter()
                 opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision, quantize, parts=common.UNDERSTANDING), items, settings, keep_going, on_text, on_error)
+                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision, quantize, parts=console.UNDERSTANDING), items, settings, keep_going, on_text, on_error)
             else:
-                session = common.open_model(model, device, dtype, revision, quiet, quantize, parts=common.UNDERSTANDING)
+                session = console.open_model(model, device, dtype, revision, quiet, quantize, parts=console.UNDERSTANDING).session
                 t0 = time.perf_counter()
+
+                def load(name: str):
+                    return inputs.load(name, stdin)
+
                 if together:
-                    tokens = describing.describe_together(session, [name for _, name in items], stdin, settings, on_delta, on_text)
+                    pictures = [load(name) for _, name in items]
+                    tokens = describing.answer(session, [pictures], [", ".join(name for _, name in items)], settings, on_delta, on_text)
                 else:
-                    tokens = describing.describe_items(session, items, stdin, settings, keep_going, on_delta, on_text, on_error)
+                    tokens = describing.describe_items(session, items, load, settings, keep_going, on_delta, on_text, on_error)
         finally:  # what finished, also when a failure or an interrupt ends the run
             if parquet is not None:
                 tables.write_parquet(log.records(), parquet)
         seconds = time.perf_counter() - t0
         if not quiet:
-            common.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {common.peak_memory()}", markup=False)
+            console.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {console.peak_memory()}", markup=False)
         if failures:
-            raise common.fail(f"{len(failures)} of {len(items)} images failed", 1)
+            raise console.fail(f"{len(failures)} of {len(items)} images failed", 1)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from janus_cli.cli import common
+from janus_cli.cli import console
+from janus_cli.cli.options import EngineName
 
 
-def ray_options(engine: common.EngineName, address: str | None, workers: int, gpus: float, cpus: int, quiet: bool):
+def ray_options(engine: EngineName, address: str | None, workers: int, gpus: float, cpus: int, quiet: bool):
     """RayOptions for --engine ray (Ray checked to be installed before any work), else None."""
-    if engine is common.EngineName.local:
+    if engine is EngineName.local:
         return None
     from janus_cli.distributed.cluster import RayOptions, import_ray
 
@@ -21,8 +22,9 @@ def ray_options(engine: common.EngineName, address: str | None, workers: int, gp
 
 @dataclass
 class ImageEngine:
-    session: object  # the loaded model (local), or its config and tokenizer only (the Ray driver)
+    session: object  # the loaded model's Session (local), or its config and tokenizer only (the Ray driver)
     dtype: str  # what the model runs in, for the records
+    vae: object | None = None  # JanusFlow's decoder (local)
     ray: object | None = None  # RayOptions
     ref: object | None = None  # ModelRef for the workers
     task: object | None = None  # ImageTask for the workers
@@ -36,17 +38,19 @@ class ImageEngine:
         return image_events(self.ray, self.ref, self.task, jobs, batch_size)
 
 
-def open_images(ray, model: str, device: str, dtype: str, revision: str | None, quantize: str, quiet: bool, family: str, command: str,
-                vae: str | None = None, compile: bool = False) -> ImageEngine:  # fmt: skip
-    """Load the model here, or, for Ray, only what the driver needs to check the work."""
-    if ray is None:
-        session = common.open_model(model, device, dtype, revision, quiet, quantize, compile, common.GENERATION)
-        session.require(family, command)
-        return ImageEngine(session, str(session.dtype).removeprefix("torch."))
+def open_images(req) -> ImageEngine:
+    """Load the model here (or use REQ.loaded), or, for Ray, only what the driver needs to check
+    the work. REQ: an image_run.Request."""
+    if req.ray is None:
+        model = req.loaded or console.open_model(req.model, req.device, req.dtype, req.revision, req.out.quiet, req.quantize,
+                                                 req.compile, console.GENERATION, req.vae)  # fmt: skip
+        model.session.require(req.family, req.command)
+        return ImageEngine(model.session, str(model.session.dtype).removeprefix("torch."), model.vae)
     from janus_cli.distributed.cluster import ModelRef
     from janus_cli.distributed.image_job import ImageTask, light_session, worker_dtype
     from janus_cli.runtime import choose_quantize
 
-    choose_quantize(quantize)  # a bad value fails here, not in every worker
-    ref, task = ModelRef(model, device, dtype, revision, quantize, compile, common.GENERATION), ImageTask(family, command, vae)
-    return ImageEngine(light_session(ref, task, quiet), worker_dtype(ref, ray), ray, ref, task)
+    choose_quantize(req.quantize)  # a bad value fails here, not in every worker
+    ref = ModelRef(req.model, req.device, req.dtype, req.revision, req.quantize, req.compile, console.GENERATION)
+    task = ImageTask(req.family, req.command, req.vae)
+    return ImageEngine(light_session(ref, task, req.out.quiet), worker_dtype(ref, req.ray), None, req.ray, ref, task)

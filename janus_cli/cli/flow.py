@@ -7,11 +7,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common, engines, image_run, images, inputs, jobs, tables
-from janus_cli.cli.common import RUNTIME, SAMPLING
-
-
-CHECKS = {"n": jobs.number(int, 1), "seed": jobs.number(int, 0), "cfg": jobs.number(float, 0), "steps": jobs.number(int, 1)}
+from janus_cli.cli import console, engines, image_run, inputs, jobs, options, tables
+from janus_cli.cli.options import RUNTIME, SAMPLING
 
 
 class Noise(str, Enum):
@@ -21,7 +18,7 @@ class Noise(str, Enum):
 
 def flow_generate(
     prompt: Annotated[str | None, typer.Argument(help="The prompt, or - to read one prompt per line from stdin.", show_default=False)] = None,
-    prompts_file: common.PromptsFile = None,
+    prompts_file: options.PromptsFile = None,
     n: Annotated[int, typer.Option("-n", "--num-images", min=1, rich_help_panel=SAMPLING, help="Images per prompt.")] = 1,
     steps: Annotated[int, typer.Option("--steps", min=1, rich_help_panel=SAMPLING, help="Euler steps from noise (t=0) to image (t=1).")] = 30,
     cfg: Annotated[float, typer.Option("--cfg", min=0.0, rich_help_panel=SAMPLING, help="Classifier-free guidance weight on the velocity (1 = off).")] = 2.0,
@@ -29,28 +26,28 @@ def flow_generate(
     noise: Annotated[Noise, typer.Option("--noise", rich_help_panel=SAMPLING,
         help="per-image: image k uses seed+k (same image whatever -n); official: one draw for all images, as the official demo.")] = Noise.per_image,  # fmt: skip
     vae: Annotated[str, typer.Option("--vae", envvar="JANUS_VAE", rich_help_panel=RUNTIME, help="SDXL VAE: a folder, a hub repo id or an alias.")] = "sdxl-vae",
-    batch_size: common.BatchSize = "auto",
-    shard: common.Shard = None,
-    output: common.Output = ".",
-    overwrite: common.Overwrite = False,
-    sidecar: common.Sidecar = False,
-    manifest: common.Manifest = None,
-    manifest_format: common.Format = common.ManifestFormat.jsonl,
-    resume: common.Resume = False,
-    keep_going: common.KeepGoing = False,
-    as_json: common.Json = False,
-    as_jsonl: common.Jsonl = False,
-    quiet: common.Quiet = False,
-    model: common.Model = "janusflow-1.3b",
-    device: common.Device = "auto",
-    dtype: common.Dtype = "auto",
-    quantize: common.Quantize = "none",
-    revision: common.Revision = None,
-    engine: common.Engine = common.EngineName.local,
-    ray_address: common.RayAddress = None,
-    workers: common.Workers = 1,
-    gpus_per_worker: common.GpusPerWorker = 0.0,
-    cpus_per_worker: common.CpusPerWorker = 1,
+    batch_size: options.BatchSize = "auto",
+    shard: options.Shard = None,
+    output: options.Output = ".",
+    overwrite: options.Overwrite = False,
+    sidecar: options.Sidecar = False,
+    manifest: options.Manifest = None,
+    manifest_format: options.Format = options.ManifestFormat.jsonl,
+    resume: options.Resume = False,
+    keep_going: options.KeepGoing = False,
+    as_json: options.Json = False,
+    as_jsonl: options.Jsonl = False,
+    quiet: options.Quiet = False,
+    model: options.Model = "janusflow-1.3b",
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    quantize: options.Quantize = "none",
+    revision: options.Revision = None,
+    engine: options.Engine = options.EngineName.local,
+    ray_address: options.RayAddress = None,
+    workers: options.Workers = 1,
+    gpus_per_worker: options.GpusPerWorker = 0.0,
+    cpus_per_worker: options.CpusPerWorker = 1,
 ) -> None:
     """Generate images from a text prompt with JanusFlow; prints the path of each PNG written.
 
@@ -64,47 +61,16 @@ def flow_generate(
 
       janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
-    with common.handle_errors():
-        requested_batch = common.batch_size(batch_size)
-        per_image = noise is Noise.per_image
-        if not per_image and (shard or resume):
-            raise common.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
-        ray = engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-        out = image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar,
-                               tables.parquet_copy(manifest, manifest_format is common.ManifestFormat.parquet))  # fmt: skip
-        log = out.open_manifest()
-        options = {"cfg": cfg, "steps": steps}
-        lines = jobs.read_prompts(prompt, prompts_file)
-        if seed is None and resume:  # the seed the resumed run picked
-            seed = jobs.recorded_seed(lines, jobs.make_jobs(lines, n, 0, options, CHECKS), log.records())
-        work = jobs.make_jobs(lines, n, images.pick_seed(seed), options, CHECKS)
-        work = jobs.shard_jobs(work, inputs.shard_range(sum(j.n for j in work), inputs.parse_shard(shard)))
-        seed_of = (lambda j, k: j.seed + k) if per_image else (lambda j, k: j.seed)
-        plan = image_run.plan(work, seed_of, model, out, log)
-        if not plan.work:
-            common.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
-            return
-        from janus_cli.pipelines.batching import ImageJob
-        from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids, generate_flow_jobs
+    with console.handle_errors():
+        if noise is Noise.official and (shard or resume):
+            raise console.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
+        from janus_cli.pipelines.text_to_image_flow import FlowSettings
 
-        run = engines.open_images(ray, model, device, dtype, revision, quantize, quiet, "janusflow", "janus flow-generate", vae)
-        image_run.check_prompts(plan, lambda p: flow_prompt_ids(run.session, p), keep_going)
-        base = {"model": model, "revision": revision, "vae": vae, "noise": noise.value, "dtype": run.dtype, "quantize": quantize,
-                "generator": f"janus-cli {images.version()}"}  # fmt: skip
-        flow_jobs = [ImageJob(j.prompt, FlowSettings(n=j.n, seed=j.seed, noise=noise.value, **j.options), j.first) for j in plan.work]
-
-        size = image_run.batch_size(requested_batch, run, flow_jobs, lambda p: len(flow_prompt_ids(run.session, p)[0]), quiet)
-
-        def local():
-            return generate_flow_jobs(run.session, open_vae(vae, run.session, quiet), flow_jobs, size)
-
-        image_run.write_images(plan, run.events(flow_jobs, size, local), seed_of, base, out, log)
-
-
-def open_vae(ref: str, session, quiet: bool):
-    """Resolve (download if needed) and load the VAE REF in the session's dtype and device."""
-    from janus_cli.checkpoints.hub import resolve
-    from janus_cli.checkpoints.vae import load_vae
-
-    folder = resolve(ref, progress=common.show_progress(quiet))
-    return load_vae(folder, dtype=session.dtype, device=session.device)
+        image_run.run(image_run.Request(
+            "janusflow", "janus flow-generate", jobs.read_prompts(prompt, prompts_file), FlowSettings,
+            {"n": n, "seed": seed, "cfg": cfg, "steps": steps, "noise": noise.value}, ("n", "seed", "cfg", "steps"),
+            image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar,
+                             tables.parquet_copy(manifest, manifest_format is options.ManifestFormat.parquet)),
+            model, device, dtype, quantize, revision, False, vae, console.batch_size(batch_size),
+            inputs.parse_shard(shard), engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
+        ))  # fmt: skip

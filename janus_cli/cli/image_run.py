@@ -1,21 +1,24 @@
-"""Running an image command's work list: planned names, --manifest / --resume / --keep-going,
-and rendering the events (progress on stderr; PNGs with metadata and optional JSON sidecars;
-paths, one JSON document or JSON lines on stdout; a timing summary on stderr)."""
+"""One image command's run, shared by `generate`, `flow-generate` and chat's `/imagine`: the
+work list, names planned up front, --manifest / --resume / --keep-going, and rendering the
+events (progress on stderr; PNGs with their recipe and optional JSON sidecars; paths, one
+JSON document or JSON lines on stdout; a timing summary on stderr). What makes the images is
+the library's (pipelines/images.py), here or on Ray."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 
-from janus_cli.cli import common, images, jobs, output
-from janus_cli.cli.jobs import Job
+from janus_cli.cli import console, engines, inputs, jobs
 from janus_cli.cli.manifest import Manifest
+from janus_cli.cli.naming import Names, write_sidecar
 from janus_cli.errors import InputError
+from janus_cli.pipelines.batching import ImageJob, pick_seed, select_images
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,80 @@ class Output:
             raise InputError("--resume needs --manifest FILE")
         return Manifest(self.manifest) if self.manifest else None
 
+    def check_writable(self) -> None:
+        """Refuse, before the model loads, outputs that cannot be written."""
+        from janus_cli.files import check_writable
+
+        target = Path(self.target)
+        check_writable(target if target.suffix.lower() == ".png" or "{" in self.target else target / "x.png")
+        if self.manifest:
+            check_writable(Path(self.manifest))
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an image command asks for."""
+
+    family: str  # "janus" or "janusflow"
+    command: str  # named in errors
+    lines: list[dict]  # prompt lines (jobs.read_prompts)
+    settings: type  # GenerateSettings or FlowSettings
+    defaults: dict  # the settings' values, n and seed (None: random, or the resumed run's)
+    overridable: tuple[str, ...]  # keys a prompts-file line may set
+    out: Output
+    model: str
+    device: str = "auto"
+    dtype: str = "auto"
+    quantize: str = "none"
+    revision: str | None = None
+    compile: bool = False
+    vae: str | None = None
+    batch_size: int | None = None  # None: auto
+    shard: tuple[int, int] | None = None
+    ray: object | None = None  # RayOptions for --engine ray
+    first: int = 0  # run index of the first image (chat's /imagine counts on)
+    loaded: object | None = None  # a Janus already loaded (chat)
+
 
 @dataclass
 class Plan:
-    work: list[Job]  # what is left to make
-    paths: dict[int, Path]  # run index -> output path
-    failed: list[tuple[Job, str]] = field(default_factory=list)  # prompts refused with --keep-going
+    work: list[ImageJob]  # what is left to make
+    names: Names  # run index -> output path
+    failed: list[tuple[ImageJob, str]] = field(default_factory=list)  # prompts refused with --keep-going
 
 
-def plan(work: list[Job], seed_of: Callable[[Job, int], int], model: str, out: Output, log: Manifest | None) -> Plan:
+def run(req: Request) -> None:
+    """Plan, load, check, make and write the images REQ asks for."""
+    out = req.out
+    log = out.open_manifest()
+    out.check_writable()
+    defaults = dict(req.defaults)
+    if defaults["seed"] is None and out.resume:  # the seed the resumed run picked
+        defaults["seed"] = jobs.recorded_seed(req.lines, jobs.make_jobs(req.lines, req.settings, {**defaults, "seed": 0}, req.overridable), log.records())
+    defaults["seed"] = pick_seed(defaults["seed"])
+    work = jobs.make_jobs(req.lines, req.settings, defaults, req.overridable, req.first)
+    work = select_images(work, inputs.shard_range(sum(j.n for j in work), req.shard).__contains__)
+    p = plan(work, req.model, out, log)
+    if not p.work:
+        console.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
+        return
+    from janus_cli.pipelines.images import batch_size, check_prompts, make_images, run_base
+
+    engine = engines.open_images(req)
+    session = engine.session
+    encoded, refused = check_prompts(session, p.work, out.keep_going)
+    p.failed = [(j, refused[j.prompt]) for j in p.work if j.prompt in refused]
+    p.work = [j for j in p.work if j.prompt not in refused]
+    size, why = (req.batch_size or 4, None) if engine.ray is not None else batch_size(session, p.work, encoded, req.batch_size)
+    if why and not out.quiet:
+        console.err.print(why, markup=False)
+    extra = {"vae": req.vae or "sdxl-vae", "noise": defaults["noise"]} if req.family == "janusflow" else {}
+    base = run_base(req.model, req.revision, engine.dtype, req.quantize, **extra)
+    events = engine.events(p.work, size, lambda: make_images(session, p.work, size, encoded, engine.vae))
+    write_images(p, events, base, out, log)
+
+
+def plan(work: list[ImageJob], model: str, out: Output, log: Manifest | None) -> Plan:
     """Name every image of WORK; with --resume, drop the images the manifest records as made
     (same index, prompt, seed, settings and model, and the file still there) and keep the
     names of the run being resumed."""
@@ -56,67 +124,28 @@ def plan(work: list[Job], seed_of: Callable[[Job, int], int], model: str, out: O
             job, k = wanted.get(r.get("index"), (None, 0))
             if job is None or "error" in r or not Path(str(r.get("path"))).is_file():
                 continue
-            same = {"prompt": job.prompt, "seed": seed_of(job, k), "model": model, **job.options}
+            same = {"prompt": job.prompt, "seed": job.seed_of(k), "model": model, **job.settings.options()}
             if all(r.get(key) == value for key, value in same.items()):
                 done[r["index"]] = Path(r["path"])
-    paths = images.plan_images(work, seed_of, model, out.target, out.overwrite, own=set(done.values()))
+    planned = [{"index": j.first + k, "seed": j.seed_of(k), "prompt": j.prompt, "model": model} for j in work for k in range(j.n)]
+    names = Names(out.target, planned, out.overwrite, own=set(done.values()))
     if done and not out.quiet:
-        common.err.print(f"resuming: {len(done)} images already made", markup=False)
-    left = jobs.select_images(work, lambda i: i not in done)
-    return Plan(left, paths)
+        console.err.print(f"resuming: {len(done)} images already made", markup=False)
+    return Plan(select_images(work, lambda i: i not in done), names)
 
 
-def check_prompts(p: Plan, check: Callable[[str], object], keep_going: bool) -> None:
-    """Run CHECK(prompt) on every prompt before any work; with KEEP_GOING a refused prompt's
-    images are set aside as failures instead of stopping the run."""
-    bad: dict[str, str] = {}
-    for prompt in dict.fromkeys(j.prompt for j in p.work):
-        try:
-            check(prompt)
-        except InputError as e:
-            if not keep_going:
-                raise
-            bad[prompt] = str(e)
-    p.failed = [(j, bad[j.prompt]) for j in p.work if j.prompt in bad]
-    p.work = [j for j in p.work if j.prompt not in bad]
-
-
-def batch_size(requested: int | None, run, jobs: list, prompt_length: Callable[[str], int], quiet: bool) -> int:
-    """REQUESTED, or for auto what the KV cache of the longest prompt's images lets fit in the
-    free memory (pipelines/memory.py); 4 on Ray, whose workers' memory is not known here."""
-    if requested is not None:
-        return requested
-    if not jobs:  # --keep-going set every prompt aside
-        return 1
-    if run.ray is not None:
-        return 4
-    from janus_cli.pipelines.memory import auto_batch_size, free_bytes, kv_bytes_per_image
-
-    s = run.session
-    positions = max(prompt_length(job.prompt) for job in jobs) + s.config.image_tokens + 1
-    guided = any(job.settings.cfg != 1 for job in jobs)
-    per_image = kv_bytes_per_image(s.config.llm, positions, s.dtype, guided)
-    free = free_bytes(s.device)
-    size = auto_batch_size(per_image, free, s.device, sum(job.settings.n for job in jobs))
-    if not quiet:
-        room = "free memory unknown" if free is None else f"{free / 2**30:.1f} GiB free"
-        common.err.print(f"batch size {size} (auto: {per_image / 2**20:.0f} MiB of KV cache per image, {room})", markup=False)
-    return size
-
-
-def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], base: dict, out: Output, log: Manifest | None) -> None:
+def write_images(p: Plan, events: Iterator, base: dict, out: Output, log: Manifest | None) -> None:
     """Render EVENTS (Step, ImageReady, ImageFailed of P.work's images, in any order) and
-    P.failed. Every image gets a record (BASE + its job's options + prompt, seed, index, and
-    path or error): it goes into the PNG's metadata, the sidecar, the manifest, and stdout.
-    Exits non-zero at the end if any image failed."""
+    P.failed. Every image gets a record (its recipe, and path or error): it goes into the PNG's
+    metadata, the sidecar, the manifest, and stdout. Exits non-zero at the end if any failed."""
     w = _Writer(p, base, out, log)
     for job, message in p.failed:
-        common.err.print(f"error: {message}", markup=False)
+        console.err.print(f"error: {message}", markup=False)
         for k in range(job.n):
-            w.emit(w.record(job, seed_of(job, k), job.first + k, error=message))
+            w.emit(w.record(job, k, error=message))
     if not out.quiet and p.work:
-        seeds = sorted({j.seed for j in p.work})
-        common.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
+        seeds = sorted({j.settings.seed for j in p.work})
+        console.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
     t0 = time.perf_counter()
     try:
         w.render(events)
@@ -129,10 +158,11 @@ def write_images(p: Plan, events: Iterator, seed_of: Callable[[Job, int], int], 
     if out.mode == "json":
         typer.echo(json.dumps({"images": w.records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
     if not out.quiet and w.made:
-        common.err.print(f"{w.made} images in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {common.peak_memory()}", markup=False)
+        noun = "image" if w.made == 1 else "images"
+        console.err.print(f"{w.made} {noun} in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {console.peak_memory()}", markup=False)
     failed = len(w.records) - w.made
     if failed:
-        raise common.fail(f"{failed} of {len(w.records)} images failed", 1)
+        raise console.fail(f"{failed} of {len(w.records)} images failed", 1)
 
 
 class _Writer:
@@ -140,12 +170,14 @@ class _Writer:
 
     def __init__(self, p: Plan, base: dict, out: Output, log: Manifest | None):
         self.p, self.base, self.out, self.log = p, base, out, log
-        self.waiting = {j.first + k: j for j in p.work for k in range(j.n)}  # run index -> job
+        self.waiting = {j.first + k: (j, k) for j in p.work for k in range(j.n)}  # run index -> (job, k)
         self.records: list[dict] = []
         self.made = 0
 
-    def record(self, job: Job, seed: int, index: int, **outcome) -> dict:
-        return {**self.base, **job.options, "prompt": job.prompt, "seed": seed, "index": index, **outcome}
+    def record(self, job: ImageJob, k: int, **outcome) -> dict:
+        from janus_cli.pipelines.images import recipe
+
+        return {**recipe(self.base, job, k), **outcome}
 
     def emit(self, record: dict) -> None:
         if self.log is not None:
@@ -156,12 +188,31 @@ class _Writer:
         elif self.out.mode == "text" and "path" in record:
             typer.echo(record["path"])
 
+    def save(self, index: int, pixels, record: dict) -> dict:
+        """Write the PNG (and sidecar) under the image's planned name, or, when another run
+        took that name meanwhile, under the next free run number."""
+        from janus_cli.files import PathTaken
+        from janus_cli.imageio import png_metadata, save_png
+
+        while True:
+            path = self.p.names[index]
+            record = {**record, "path": str(path)}
+            try:
+                save_png(pixels, path, png_metadata(record), self.out.overwrite)
+                break
+            except PathTaken:
+                if not self.p.names.next_run():
+                    raise
+        self.p.names.wrote(index)
+        if self.out.sidecar:
+            write_sidecar(path, record, self.out.overwrite)
+        return record
+
     def render(self, events: Iterator) -> None:
-        from janus_cli.imageio import save_png
         from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
 
         total = len(self.waiting)
-        with common.progress_bar(self.out.quiet) as bar:
+        with console.progress_bar(self.out.quiet) as bar:
             task = bar.add_task("generating", total=total)
             for event in events:
                 if isinstance(event, Step):
@@ -171,13 +222,9 @@ class _Writer:
                 elif isinstance(event, ImageFailed):
                     if not self.out.keep_going:
                         raise InputError(event.error)
-                    common.err.print(f"error: {event.error}", markup=False)
-                    self.emit(self.record(self.waiting.pop(event.index), event.seed, event.index, error=event.error))
+                    console.err.print(f"error: {event.error}", markup=False)
+                    self.emit(self.record(*self.waiting.pop(event.index), error=event.error))
                 elif isinstance(event, ImageReady):
-                    job, path = self.waiting.pop(event.index), self.p.paths[event.index]
-                    record = self.record(job, event.seed, event.index, path=str(path))
-                    save_png(event.pixels, path, output.png_metadata(record), self.out.overwrite)
-                    if self.out.sidecar:
-                        output.write_sidecar(path, record, self.out.overwrite)
-                    self.emit(record)
+                    job, k = self.waiting.pop(event.index)
+                    self.emit(self.save(event.index, event.pixels, self.record(job, k)))
                     self.made += 1

@@ -1,23 +1,15 @@
 """The image commands' work list: prompts (argument, stdin, or a prompts file with per-line
-overrides) become jobs, each a prompt with its image count, seed and settings."""
+overrides) become `ImageJob`s, each a prompt with its image count, seed and settings."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from janus_cli.cli import common, tables
+from janus_cli.cli import console, tables
 from janus_cli.errors import InputError
-
-
-@dataclass(frozen=True)
-class Job:
-    prompt: str
-    n: int  # images of this prompt
-    seed: int  # image k uses seed + k (per-image seeding)
-    first: int  # run index of image 0, names its file
-    options: dict  # sampling settings of this job (the command's, with the line's overrides)
+from janus_cli.pipelines.batching import ImageJob
+from janus_cli.pipelines.checks import problems
 
 
 def read_prompts(prompt: str | None, prompts_file: str | None) -> list[dict]:
@@ -25,7 +17,7 @@ def read_prompts(prompt: str | None, prompts_file: str | None) -> list[dict]:
     PROMPTS_FILE (text, or JSON objects with overrides); refuses empty prompts."""
     if (prompt is None) == (prompts_file is None):
         raise InputError("give a prompt (or - for stdin) or --prompts-file, not both" if prompt else "missing prompt: give PROMPT or --prompts-file")
-    lines = [{"prompt": p} for p in common.read_lines(prompt)] if prompt is not None else read_prompts_file(prompts_file)
+    lines = [{"prompt": p} for p in console.read_lines(prompt)] if prompt is not None else read_prompts_file(prompts_file)
     if not lines or any(not isinstance(d.get("prompt"), str) or not d["prompt"].strip() for d in lines):
         raise InputError("empty prompt")
     return lines
@@ -60,66 +52,27 @@ def read_prompts_file(path: str) -> list[dict]:
     return lines
 
 
-def make_jobs(lines: list[dict], n: int, seed: int, options: dict, checks: dict) -> list[Job]:
-    """Jobs from prompt LINES: "n", "seed" and the keys of OPTIONS may be overridden per line,
-    each value checked by CHECKS[key] (value -> error or None). Indices continue across jobs."""
-    jobs, first = [], 0
+def make_jobs(lines: list[dict], settings: type, defaults: dict, overridable: tuple[str, ...], first: int = 0) -> list[ImageJob]:
+    """Jobs from prompt LINES, with SETTINGS (GenerateSettings or FlowSettings) made from
+    DEFAULTS and each line's overrides of the keys OVERRIDABLE, each checked by SETTINGS.CHECKS.
+    Run indices start at FIRST and continue across jobs."""
+    jobs = []
     for line in lines:
         where = line.get("_line", "prompt")
-        unknown = sorted(set(line) - {"prompt", "n", "seed", "_line", *options})
+        allowed = ("prompt", *overridable)
+        unknown = sorted(set(line) - {*allowed, "_line"})
         if unknown:
-            allowed = ", ".join(["prompt", "n", "seed", *options])
-            raise InputError(f"{where}: unknown key {unknown[0]!r} (allowed: {allowed})")
-        for key, value in line.items():
-            problem = None if key in ("prompt", "_line") else checks[key](value)
-            if problem:
-                raise InputError(f"{where}: {key!r} {problem}")
-        job = Job(line["prompt"], line.get("n", n), line.get("seed", seed), first,
-                  {k: line.get(k, v) for k, v in options.items()})  # fmt: skip
+            raise InputError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(allowed)})")
+        overrides = {k: v for k, v in line.items() if k in overridable}
+        for key, problem in problems(settings.CHECKS, overrides):
+            raise InputError(f"{where}: {key!r} {problem}")
+        job = ImageJob(line["prompt"], settings(**{**defaults, **overrides}), first)
         jobs.append(job)
         first += job.n
     return jobs
 
 
-def number(kind: type, low: float | None = None, high: float | None = None, optional: bool = False):
-    """A CHECKS entry: a KIND number in [LOW, HIGH] (None allowed when OPTIONAL)."""
-
-    def check(value) -> str | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            return f"must be {'an integer' if kind is int else 'a number'}"
-        if (low is not None and value < low) or (high is not None and value > high):
-            return f"must be in [{low}, {high if high is not None else 'inf'}]"
-        return None
-
-    return check
-
-
-def select_images(jobs: list[Job], keep) -> list[Job]:
-    """The images of JOBS whose run index i has KEEP(i), as jobs of consecutive images (image k
-    keeps seed + k)."""
-    parts = []
-    for job in jobs:
-        k = 0
-        while k < job.n:
-            if not keep(job.first + k):
-                k += 1
-                continue
-            end = k
-            while end < job.n and keep(job.first + end):
-                end += 1
-            parts.append(replace(job, n=end - k, seed=job.seed + k, first=job.first + k))
-            k = end
-    return parts
-
-
-def shard_jobs(jobs: list[Job], owned: range) -> list[Job]:
-    """The parts of JOBS whose image indices fall in OWNED (image k keeps seed + k)."""
-    return select_images(jobs, owned.__contains__)
-
-
-def recorded_seed(lines: list[dict], jobs: list[Job], records: list[dict]) -> int | None:
+def recorded_seed(lines: list[dict], jobs: list[ImageJob], records: list[dict]) -> int | None:
     """The run seed of the run that wrote RECORDS, for --resume without --seed: read off an
     image whose prompt line sets no seed of its own (JOBS are LINES' jobs, one per line)."""
     for r in records:

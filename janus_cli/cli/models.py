@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
+from janus_cli.cli import console, options
 
 models = typer.Typer(
     name="models",
@@ -19,14 +19,14 @@ models = typer.Typer(
 
 
 @models.callback()
-def _default(ctx: typer.Context) -> None:
-    """`janus models` alone lists the models."""
+def _default(ctx: typer.Context, as_json: options.Json = False) -> None:
+    """`janus models` alone lists the models (`janus models --json` as JSON)."""
     if ctx.invoked_subcommand is None:
-        list_models(as_json=False)
+        list_models(as_json=as_json)
 
 
 @models.command("list")
-def list_models(as_json: common.Json = False) -> None:
+def list_models(as_json: options.Json = False) -> None:
     """List the known models and whether each is in the local cache (no network used).
 
     [b]Examples[/b]
@@ -35,7 +35,7 @@ def list_models(as_json: common.Json = False) -> None:
 
       janus models list --json | jq -r '.[] | select(.cached) | .path'
     """
-    with common.handle_errors():
+    with console.handle_errors():
         from janus_cli.checkpoints.hub import cached_path, registry
 
         rows = []
@@ -59,8 +59,8 @@ def list_models(as_json: common.Json = False) -> None:
 @models.command("pull")
 def pull(
     name: Annotated[str, typer.Argument(help="An alias from `janus models list`, or a hub repo id.")],
-    revision: common.Revision = None,
-    quiet: common.Quiet = False,
+    revision: options.Revision = None,
+    quiet: options.Quiet = False,
 ) -> None:
     """Download a model into the Hugging Face cache; prints its local folder.
 
@@ -70,7 +70,7 @@ def pull(
 
       HF_HOME=/data/hf janus models pull deepseek-ai/JanusFlow-1.3B --revision main
     """
-    with common.handle_errors():
+    with console.handle_errors():
         from janus_cli.checkpoints.hub import download, registry, spec_for
         from janus_cli.errors import InputError
 
@@ -78,16 +78,16 @@ def pull(
         if spec is None and name.count("/") != 1:
             raise InputError(f"{name}: not a known model ({', '.join(registry())}) or hub repo id")
         repo = spec.repo if spec else name
-        if common.show_progress(quiet):
-            common.err.print(f"pulling {repo}" + (f" ({spec.download_gb:.2f} GB)" if spec else ""), markup=False)
-        folder = download(repo, spec.files if spec else None, revision, progress=common.show_progress(quiet))
+        if console.show_progress(quiet):
+            console.err.print(f"pulling {repo}" + (f" ({spec.download_gb:.2f} GB)" if spec else ""), markup=False)
+        folder = download(repo, spec.files if spec else None, revision, progress=console.show_progress(quiet))
         typer.echo(str(folder))
 
 
 @models.command("info")
 def info(
     name: Annotated[str, typer.Argument(help="An alias, a hub repo id (cached) or a checkpoint folder.")],
-    as_json: common.Json = False,
+    as_json: options.Json = False,
 ) -> None:
     """Show a checkpoint's architecture, parameter count and special-token ids.
 
@@ -99,7 +99,7 @@ def info(
 
       janus models info ./my-checkpoint --json
     """
-    with common.handle_errors():
+    with console.handle_errors():
         from janus_cli.checkpoints.info import describe
 
         doc = describe(name)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from janus_cli.cli.common import open_model, show_progress
 from janus_cli.errors import InputError, JanusError
 
 # Decoding an image is cheap next to a model step; a zero CPU claim lets the decode tasks run
@@ -86,13 +86,21 @@ def stream(rows: list[dict], worker: type, worker_args: dict, opts: RayOptions, 
         yield from block.to_pylist()
 
 
-def open_session(ref: ModelRef, threads: int):
-    """The actor's model, loaded once; THREADS pins torch's CPU threads (fp32 results depend on
-    how a matmul is split across threads, so a fixed count keeps them reproducible)."""
+def show_progress(quiet: bool) -> bool:
+    """Ray's progress bars, like the local engine's: on a terminal, without -q."""
+    return not quiet and sys.stderr.isatty()
+
+
+def open_model(ref: ModelRef, threads: int, vae: str | None = None):
+    """The actor's model (a janus_cli.Janus), loaded once; THREADS pins torch's CPU threads
+    (fp32 results depend on how a matmul is split across threads, so a fixed count keeps
+    them reproducible)."""
     import torch
 
+    import janus_cli
+
     torch.set_num_threads(threads)
-    return open_model(ref.model, ref.device, ref.dtype, ref.revision, quiet=True, quantize=ref.quantize, compile=ref.compile, parts=ref.parts)
+    return janus_cli.load(ref.model, ref.device, ref.dtype, ref.quantize, ref.revision, vae, compile=ref.compile, parts=ref.parts)
 
 
 def describe_error(e: Exception) -> str:

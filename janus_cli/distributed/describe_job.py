@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from janus_cli.cli import describing
 from janus_cli.distributed import cluster
 from janus_cli.errors import InputError
+from janus_cli.pipelines import describing
+from janus_cli.pipelines.batching import seed_for
 
 
 def describe_on_ray(
@@ -23,7 +24,7 @@ def describe_on_ray(
     """Describe ITEMS on the cluster, calling ON_TEXT / ON_ERROR exactly as the local engine
     does, in order of completion. Without KEEP_GOING the first failed image stops the run.
     Returns the number of tokens generated."""
-    rows = [{"positions": [i for i, _ in run], "names": [name for _, name in run]} for run in describing.batches(items, settings.batch_size)]
+    rows = [{"positions": [i for i, _ in run], "names": [name for _, name in run]} for run in describing.consecutive_runs(items, settings.batch_size)]
     worker_args = {"ref": ref, "settings": settings, "threads": opts.cpus_per_worker}
     seen: set[int] = set()
     tokens = 0
@@ -64,7 +65,7 @@ class DescribeWorker:
     """A Ray actor holding one copy of the model."""
 
     def __init__(self, ref: cluster.ModelRef, settings, threads: int):
-        self.session = cluster.open_session(ref, threads)
+        self.session = cluster.open_model(ref, threads).session
         self.settings = settings
 
     def __call__(self, batch: dict) -> dict:
@@ -82,9 +83,9 @@ class DescribeWorker:
                     add(*item, error=str(error))
                 else:
                     pictures[item] = _image(data, size)
-            for run in describing.batches(list(pictures), self.settings.batch_size):
+            for run in describing.consecutive_runs(list(pictures), self.settings.batch_size):
                 answers: list[tuple[str, str, int]] = []
-                step = replace(self.settings, seed=self.settings.seed + run[0][0])
+                step = replace(self.settings, seed=seed_for(self.settings.seed, run[0][0]))
                 labels = [str(k) for k in range(len(run))]  # answers name their row: an image may be listed twice
                 try:
                     describing.answer(self.session, [[pictures[item]] for item in run], labels, step,

@@ -30,12 +30,11 @@ def light_session(ref: cluster.ModelRef, task: ImageTask, quiet: bool):
     import torch
 
     from janus_cli.checkpoints.hub import resolve
-    from janus_cli.cli.common import show_progress
     from janus_cli.config import JanusConfig
     from janus_cli.pipelines.session import Session
     from janus_cli.tokenizer import Tokenizer
 
-    folder = resolve(ref.model, ref.revision, progress=show_progress(quiet))
+    folder = resolve(ref.model, ref.revision, progress=cluster.show_progress(quiet))
     config = JanusConfig.from_file(folder / "config.json")
     tokenizer = Tokenizer(folder, flow=config.family == "janusflow")
     session = Session(ref.model, folder, config, None, tokenizer, None, torch.device("cpu"), torch.float32)
@@ -72,12 +71,8 @@ class ImageWorker:
     """A Ray actor holding one copy of the model (and, for JanusFlow, the VAE)."""
 
     def __init__(self, ref: cluster.ModelRef, task: ImageTask, threads: int):
-        self.session = cluster.open_session(ref, threads)
-        self.vae = None
-        if task.family == "janusflow":
-            from janus_cli.cli.flow import open_vae
-
-            self.vae = open_vae(task.vae, self.session, quiet=True)
+        model = cluster.open_model(ref, threads, task.vae)
+        self.session, self.vae = model.session, model.vae
 
     def batch(self, images: list) -> list:
         """The (job, k) images of one local forward batch, rebuilt from their JSON."""
@@ -119,10 +114,7 @@ class ImageWorker:
                         made.add(event.index)
                         add(event.index, event.seed, event.prompt, event.pixels.tobytes(), *event.pixels.shape[:2])
             except Exception as e:  # a failed forward fails its images, not the job
-                from janus_cli.pipelines.text_to_image_flow import image_seed
-
                 for job, k in work:
                     if job.first + k not in made:
-                        seed = job.settings.seed + k if self.vae is None else image_seed(job.settings, k)
-                        add(job.first + k, seed, job.prompt, error=f"image {job.first + k}: {cluster.describe_error(e)}")
+                        add(job.first + k, job.seed_of(k), job.prompt, error=f"image {job.first + k}: {cluster.describe_error(e)}")
         return out

@@ -23,7 +23,17 @@ from importlib import resources
 from pathlib import Path
 
 # AVX512-BF16 for `vdpbf16ps`; F, BW and VL for the loads, converts and stores around it.
-ROWS_FLAGS = ["-O3", "-std=c++17", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-fopenmp", "-shared", "-fPIC"]
+ROWS_FLAGS = [
+    "-O3",
+    "-std=c++17",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512bf16",
+    "-fopenmp",
+    "-shared",
+    "-fPIC",
+]
 ROWS_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 DISABLE_ENV = "JANUS_CPU_KERNELS"  # "0": never build or use them
 
@@ -98,12 +108,27 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
         fn.restype = None
     lib.janus_attend_one.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 7 + [ctypes.c_float]
     lib.janus_rmsnorm.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_float]
-    lib.janus_rope_step.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] + [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 6
+    lib.janus_rope_step.argtypes = (
+        [ctypes.c_void_p] * 3
+        + [ctypes.c_int64]
+        + [ctypes.c_void_p] * 2
+        + [ctypes.c_int64]
+        + [ctypes.c_void_p] * 3
+        + [ctypes.c_int64] * 6
+    )
     lib.janus_block_step.argtypes = (
-        [ctypes.c_void_p] * 4 + [ctypes.c_float] + [ctypes.c_void_p] * 8 + [ctypes.c_int64] + [ctypes.c_void_p] * 2
-        + [ctypes.c_int64] + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 3 + [ctypes.c_void_p] + [ctypes.c_int64] * 6
+        [ctypes.c_void_p] * 4
         + [ctypes.c_float]
-    )  # fmt: skip
+        + [ctypes.c_void_p] * 8
+        + [ctypes.c_int64]
+        + [ctypes.c_void_p] * 2
+        + [ctypes.c_int64]
+        + [ctypes.c_void_p] * 2
+        + [ctypes.c_int64] * 3
+        + [ctypes.c_void_p]
+        + [ctypes.c_int64] * 6
+        + [ctypes.c_float]
+    )
     for fn in (lib.janus_attend_one, lib.janus_rmsnorm, lib.janus_rope_step, lib.janus_block_step):
         fn.restype = None
     return lib, "own AVX512-BF16 kernels"

@@ -29,10 +29,17 @@ class RowsRMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[-1]
-        if x.dtype != torch.bfloat16 or self.weight.dtype != torch.bfloat16 or c % 16 or not x.is_contiguous():
+        if (
+            x.dtype != torch.bfloat16
+            or self.weight.dtype != torch.bfloat16
+            or c % 16
+            or not x.is_contiguous()
+        ):
             return rms_norm(x, self.weight, self.eps)
         y = torch.empty_like(x)
-        load_rows()[0].janus_rmsnorm(x.data_ptr(), self.weight.data_ptr(), y.data_ptr(), x.numel() // c, c, self.eps)
+        load_rows()[0].janus_rmsnorm(
+            x.data_ptr(), self.weight.data_ptr(), y.data_ptr(), x.numel() // c, c, self.eps
+        )
         return y
 
 
@@ -57,20 +64,38 @@ class RowsAttention(Attention):
         d = self.head_dim
         cos_rows, sin_rows = cos.reshape(-1, d), sin.reshape(-1, d)  # (1 or B, D): one token per row
         usable = (
-            t == 1 and used is not None and used <= self.cache.k.shape[2] and d % 32 == 0
-            and q.dtype == cos.dtype == sin.dtype == torch.bfloat16 and q.stride(0) == k.stride(0) == v.stride(0)
-            and cos_rows.is_contiguous() and sin_rows.is_contiguous()
-        )  # fmt: skip
+            t == 1
+            and used is not None
+            and used <= self.cache.k.shape[2]
+            and d % 32 == 0
+            and q.dtype == cos.dtype == sin.dtype == torch.bfloat16
+            and q.stride(0) == k.stride(0) == v.stride(0)
+            and cos_rows.is_contiguous()
+            and sin_rows.is_contiguous()
+        )
         if not usable:
             return super().place(q, k, v, cos, sin, pos, used)
         # `used` is pos[-1] + 1 (Llama.forward's contract), so the token's slot is used - 1
         cache, slot = self.cache, used - 1
         q_out = torch.empty(b, self.heads, 1, d, dtype=q.dtype)  # (B, H, 1, D)
         load_rows()[0].janus_rope_step(
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), q.stride(0), cos_rows.data_ptr(), sin_rows.data_ptr(),
-            d if cos_rows.shape[0] > 1 else 0, q_out.data_ptr(), cache.k[:, :, slot].data_ptr(), cache.v[:, :, slot].data_ptr(),
-            b, self.heads, self.kv_heads, d, cache.k.stride(0), cache.k.stride(1),
-        )  # fmt: skip
+            q.data_ptr(),
+            k.data_ptr(),
+            v.data_ptr(),
+            q.stride(0),
+            cos_rows.data_ptr(),
+            sin_rows.data_ptr(),
+            d if cos_rows.shape[0] > 1 else 0,
+            q_out.data_ptr(),
+            cache.k[:, :, slot].data_ptr(),
+            cache.v[:, :, slot].data_ptr(),
+            b,
+            self.heads,
+            self.kv_heads,
+            d,
+            cache.k.stride(0),
+            cache.k.stride(1),
+        )
         return q_out, cache.k[:, :, :used], cache.v[:, :, :used]
 
 
@@ -99,37 +124,80 @@ class RowsBlock(Block):
         self.post_attention_layernorm = RowsRMSNorm(block.post_attention_layernorm)
         self.mlp = RowsMLP(block.mlp)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None
+    ) -> Tensor:
         attn, mlp = self.self_attn, self.mlp
         b, t, c = x.shape
         d, cache = attn.head_dim, attn.cache
         cos_rows, sin_rows = cos.reshape(-1, d), sin.reshape(-1, d)  # (1 or B, D) when T == 1
         linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
         usable = (
-            t == 1 and used is not None and cache is not None and used <= cache.k.shape[2]
-            and x.dtype == cos.dtype == sin.dtype == torch.bfloat16 and x.is_contiguous()
-            and cos_rows.shape[0] in (1, b) and cos_rows.is_contiguous() and sin_rows.is_contiguous()
-            and c % 16 == 0 and d % 32 == 0 and d <= 256 and mlp.down_proj.in_features % 16 == 0
-            and cache.k.dtype == torch.bfloat16 and cache.k.is_contiguous() and cache.v.is_contiguous()
-            and all(isinstance(lin, RowsLinear) and lin.bias is None and lin.pairs.dtype == linears[0].pairs.dtype for lin in linears)
-            and self.input_layernorm.weight.dtype == self.post_attention_layernorm.weight.dtype == torch.bfloat16
+            t == 1
+            and used is not None
+            and cache is not None
+            and used <= cache.k.shape[2]
+            and x.dtype == cos.dtype == sin.dtype == torch.bfloat16
+            and x.is_contiguous()
+            and cos_rows.shape[0] in (1, b)
+            and cos_rows.is_contiguous()
+            and sin_rows.is_contiguous()
+            and c % 16 == 0
+            and d % 32 == 0
+            and d <= 256
+            and mlp.down_proj.in_features % 16 == 0
+            and cache.k.dtype == torch.bfloat16
+            and cache.k.is_contiguous()
+            and cache.v.is_contiguous()
+            and all(
+                isinstance(lin, RowsLinear) and lin.bias is None and lin.pairs.dtype == linears[0].pairs.dtype
+                for lin in linears
+            )
+            and self.input_layernorm.weight.dtype
+            == self.post_attention_layernorm.weight.dtype
+            == torch.bfloat16
             and self.input_layernorm.eps == self.post_attention_layernorm.eps  # the kernel takes one
             and (mask is None or mask.shape[-1] == used)
-        )  # fmt: skip
+        )
         if not usable:
             return super().forward(x, cos, sin, pos, mask, used)
-        visible = None if mask is None else mask.reshape(-1, used).expand(b, used).to(torch.uint8).contiguous()  # (B, S)
+        visible = (
+            None if mask is None else mask.reshape(-1, used).expand(b, used).to(torch.uint8).contiguous()
+        )  # (B, S)
         out = torch.empty_like(x)  # (B, 1, C)
         qkv, o, gate_up, down = linears
         load_rows()[0].janus_block_step(
-            x.data_ptr(), out.data_ptr(), self.input_layernorm.weight.data_ptr(),
-            self.post_attention_layernorm.weight.data_ptr(), self.input_layernorm.eps,
-            qkv.pairs.data_ptr(), ptr(qkv.scale), o.pairs.data_ptr(), ptr(o.scale),
-            gate_up.pairs.data_ptr(), ptr(gate_up.scale), down.pairs.data_ptr(), ptr(down.scale),
-            qkv.pairs.dtype == torch.int8, cos_rows.data_ptr(), sin_rows.data_ptr(), d if cos_rows.shape[0] > 1 else 0,
-            cache.k.data_ptr(), cache.v.data_ptr(), cache.k.stride(0), cache.k.stride(1), used - 1, ptr(visible),
-            b, c, attn.heads, attn.kv_heads, d, mlp.down_proj.in_features, d**-0.5,
-        )  # fmt: skip
+            x.data_ptr(),
+            out.data_ptr(),
+            self.input_layernorm.weight.data_ptr(),
+            self.post_attention_layernorm.weight.data_ptr(),
+            self.input_layernorm.eps,
+            qkv.pairs.data_ptr(),
+            ptr(qkv.scale),
+            o.pairs.data_ptr(),
+            ptr(o.scale),
+            gate_up.pairs.data_ptr(),
+            ptr(gate_up.scale),
+            down.pairs.data_ptr(),
+            ptr(down.scale),
+            qkv.pairs.dtype == torch.int8,
+            cos_rows.data_ptr(),
+            sin_rows.data_ptr(),
+            d if cos_rows.shape[0] > 1 else 0,
+            cache.k.data_ptr(),
+            cache.v.data_ptr(),
+            cache.k.stride(0),
+            cache.k.stride(1),
+            used - 1,
+            ptr(visible),
+            b,
+            c,
+            attn.heads,
+            attn.kv_heads,
+            d,
+            mlp.down_proj.in_features,
+            d**-0.5,
+        )
         return out
 
 
@@ -138,7 +206,10 @@ def use_rows_layers(llm: Llama) -> None:
     have shapes the kernel takes). The projections left as they are (o_proj, down_proj) are for
     the caller to swap; until then the blocks' token steps run their modules."""
     c = llm.cfg
-    if not (fits((c.num_heads + 2 * c.num_kv_heads) * c.head_dim, c.hidden_size) and fits(2 * c.intermediate_size, c.hidden_size)):
+    if not (
+        fits((c.num_heads + 2 * c.num_kv_heads) * c.head_dim, c.hidden_size)
+        and fits(2 * c.intermediate_size, c.hidden_size)
+    ):
         return
     layers = llm.model.layers
     for i, layer in enumerate(layers):

@@ -85,7 +85,11 @@ class RowsLinear(nn.Module):
     def from_linears(cls, *linears: nn.Module) -> RowsLinear:
         """One RowsLinear for LINEARS of one input (all bf16 or all int8): their outputs side by
         side, in one call instead of one each."""
-        w = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 else linears[0].weight.detach()  # (N, K)
+        w = (
+            torch.cat([lin.weight.detach() for lin in linears])
+            if len(linears) > 1
+            else linears[0].weight.detach()
+        )  # (N, K)
         n, k = w.shape
         scales = [getattr(lin, "scale", None) for lin in linears]
         scale = None if scales[0] is None else torch.cat(scales).float()
@@ -104,8 +108,16 @@ class RowsLinear(nn.Module):
         y = torch.empty(rows, self.out_features, dtype=x.dtype)  # (M, N)
         lib = load_rows()[0]
         run = lib.janus_rows_int8 if int8 else lib.janus_rows_bf16
-        run(flat.data_ptr(), self.pairs.data_ptr(), ptr(self.scale), ptr(self.bias), y.data_ptr(),
-            rows, self.out_features, self.in_features)  # fmt: skip
+        run(
+            flat.data_ptr(),
+            self.pairs.data_ptr(),
+            ptr(self.scale),
+            ptr(self.bias),
+            y.data_ptr(),
+            rows,
+            self.out_features,
+            self.in_features,
+        )
         return y.view(*x.shape[:-1], self.out_features)
 
     def dense(self, x: Tensor) -> Tensor:
@@ -118,7 +130,10 @@ class RowsLinear(nn.Module):
 
     def extra_repr(self) -> str:
         kind = "int8" if self.pairs.dtype == torch.int8 else "bf16"
-        return f"in_features={self.in_features}, out_features={self.out_features}, weight={kind}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"weight={kind}, bias={self.bias is not None}"
+        )
 
 
 def attend_one(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
@@ -134,16 +149,35 @@ def attend_one(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     b, h, t, d = q.shape
     hkv, s = k.shape[1], k.shape[2]
     usable = (
-        t == 1 and q.dtype == k.dtype == v.dtype == torch.bfloat16 and d % 32 == 0 and d <= 256 and h % hkv == 0
-        and k.stride() == v.stride() and k.stride()[2:] == (d, 1)
-    )  # fmt: skip
+        t == 1
+        and q.dtype == k.dtype == v.dtype == torch.bfloat16
+        and d % 32 == 0
+        and d <= 256
+        and h % hkv == 0
+        and k.stride() == v.stride()
+        and k.stride()[2:] == (d, 1)
+    )
     if not usable:
         return attend(q, k, v, mask)
     q = q.contiguous()
-    visible = None if mask is None else mask.reshape(-1, s).expand(b, s).to(torch.uint8).contiguous()  # (B, S)
+    # (B, S)
+    visible = None if mask is None else mask.reshape(-1, s).expand(b, s).to(torch.uint8).contiguous()
     out = torch.empty_like(q)  # (B, H, 1, D)
-    load_rows()[0].janus_attend_one(q.data_ptr(), k.data_ptr(), v.data_ptr(), ptr(visible), out.data_ptr(),
-                                    b, h, hkv, s, d, k.stride(0), k.stride(1), d**-0.5)  # fmt: skip
+    load_rows()[0].janus_attend_one(
+        q.data_ptr(),
+        k.data_ptr(),
+        v.data_ptr(),
+        ptr(visible),
+        out.data_ptr(),
+        b,
+        h,
+        hkv,
+        s,
+        d,
+        k.stride(0),
+        k.stride(1),
+        d**-0.5,
+    )
     return out
 
 

@@ -18,7 +18,9 @@ from janus_cli.models.siglip import VisionTower
 from janus_cli.models.vq import VQConfig, VQDecoder
 
 
-def embed_with_images(model: nn.Module, ids: Tensor, pixels: Tensor | None, image_mask: Tensor | None) -> Tensor:
+def embed_with_images(
+    model: nn.Module, ids: Tensor, pixels: Tensor | None, image_mask: Tensor | None
+) -> Tensor:
     """Token embeddings with the image slots overwritten, in order, by image features.
 
     Shared by Janus and JanusFlow, which differ only in `image_features` and `image_slots`.

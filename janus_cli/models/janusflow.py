@@ -25,10 +25,20 @@ class JanusFlowModel(nn.Module):
     # What each kind of work reads besides the LLM's embeddings and blocks: a session for one kind
     # never loads the other's.
     PARTS = {
-        "understanding": ("vision_und_enc_model", "vision_und_enc_aligner", "beg_of_und_embed", "language_model.lm_head"),
-        "generation": ("vision_gen_enc_model", "vision_gen_enc_aligner", "vision_gen_dec_aligner_norm",
-                       "vision_gen_dec_aligner", "vision_gen_dec_model"),
-    }  # fmt: skip
+        "understanding": (
+            "vision_und_enc_model",
+            "vision_und_enc_aligner",
+            "beg_of_und_embed",
+            "language_model.lm_head",
+        ),
+        "generation": (
+            "vision_gen_enc_model",
+            "vision_gen_enc_aligner",
+            "vision_gen_dec_aligner_norm",
+            "vision_gen_dec_aligner",
+            "vision_gen_dec_model",
+        ),
+    }
 
     def __init__(self, cfg: JanusConfig):
         super().__init__()

@@ -40,13 +40,18 @@ class PackedLinear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "none", [], "")  # (..., N)
+        # (..., N)
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, "none", [], "")
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
-def swap_linears(root: nn.Module, make: Callable[[nn.Module], nn.Module], kinds: tuple[type, ...] = (nn.Linear,)) -> None:
+def swap_linears(
+    root: nn.Module, make: Callable[[nn.Module], nn.Module], kinds: tuple[type, ...] = (nn.Linear,)
+) -> None:
     """Replace, in place, every module of exactly one of KINDS under ROOT by MAKE(module), one at
     a time: only names are held while swapping, so each old weight is freed as soon as its
     replacement exists."""

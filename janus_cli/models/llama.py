@@ -64,7 +64,9 @@ class Attention(nn.Module):
         self.cache: KVCache | None = None
         self.attend = attend  # a device's own kernel may replace it (kernels/layers.py)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None
+    ) -> Tensor:
         b, t, _ = x.shape
         q, k, v = self.place(*self.project(x), cos, sin, pos, used)  # (B, H, T, D), (B, Hkv, S, D) x2
         y = self.attend(q, k, v, mask)  # (B, H, T, D)
@@ -105,7 +107,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None
+    ) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask, used)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -176,7 +180,12 @@ class Llama(nn.Module):
             cache.v = cache.v.index_select(0, index)
 
     def forward(
-        self, embeds: Tensor, pos: Tensor, key_mask: Tensor | None = None, used: int | None = None, pad: Tensor | None = None
+        self,
+        embeds: Tensor,
+        pos: Tensor,
+        key_mask: Tensor | None = None,
+        used: int | None = None,
+        pad: Tensor | None = None,
     ) -> Tensor:
         """Run T new tokens at positions POS through the decoder, updating the cache.
 

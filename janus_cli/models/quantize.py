@@ -53,7 +53,12 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         rows = x.numel() // self.in_features
-        if self.packed and rows <= PACKED_MAX_ROWS and x.device.type in PACKED_DEVICES and x.dtype in PACKED_DTYPES:
+        if (
+            self.packed
+            and rows <= PACKED_MAX_ROWS
+            and x.device.type in PACKED_DEVICES
+            and x.dtype in PACKED_DTYPES
+        ):
             flat = x.reshape(rows, self.in_features).contiguous()  # (M, K): the kernel takes 2-D rows
             y = torch._weight_int8pack_mm(flat, self.weight, self.scale.to(x.dtype))
             y = y.view(*x.shape[:-1], self.out_features)
@@ -63,7 +68,9 @@ class Int8Linear(nn.Module):
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

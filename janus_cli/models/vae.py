@@ -108,8 +108,7 @@ class Decoder(nn.Module):
         self.mid_block = MidBlock(chans[0], g)
         n = cfg.layers_per_block + 1
         self.up_blocks = nn.ModuleList(
-            UpBlock(chans[max(i - 1, 0)], c, n, g, upsample=i < len(chans) - 1)
-            for i, c in enumerate(chans)
+            UpBlock(chans[max(i - 1, 0)], c, n, g, upsample=i < len(chans) - 1) for i, c in enumerate(chans)
         )
         self.conv_norm_out = nn.GroupNorm(g, chans[-1], EPS)
         self.conv_out = nn.Conv2d(chans[-1], cfg.out_channels, 3, padding=1)

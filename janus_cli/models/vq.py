@@ -55,7 +55,8 @@ class AttnBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         n = self.norm(x)
-        q, k, v = (p(n).flatten(2).transpose(1, 2)[:, None] for p in (self.q, self.k, self.v))  # (B, 1, hw, C)
+        # (B, 1, hw, C)
+        q, k, v = (p(n).flatten(2).transpose(1, 2)[:, None] for p in (self.q, self.k, self.v))
         y = F.scaled_dot_product_attention(q, k, v)  # (B, 1, hw, C)
         return x + self.proj_out(y[:, 0].transpose(1, 2).reshape(b, c, h, w))
 
@@ -91,7 +92,9 @@ class Decoder(nn.Module):
         super().__init__()
         widths = [cfg.base_channels * m for m in reversed(cfg.channel_mult)]  # lowest resolution first
         self.conv_in = nn.Conv2d(cfg.z_channels, widths[0], 3, padding=1)
-        self.mid = nn.ModuleList([ResBlock(widths[0], widths[0]), AttnBlock(widths[0]), ResBlock(widths[0], widths[0])])
+        self.mid = nn.ModuleList(
+            [ResBlock(widths[0], widths[0]), AttnBlock(widths[0]), ResBlock(widths[0], widths[0])]
+        )
         last = len(widths) - 1
         self.conv_blocks = nn.ModuleList(
             Level(widths[max(j - 1, 0)], widths[j], cfg.res_blocks, attention=j == 0, upsample=j != last)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from janus_cli.errors import InputError
 from janus_cli.imageio import preprocess
-from janus_cli.pipelines.batching import batches
+from janus_cli.pipelines.batching import batches, seed_for
 from janus_cli.pipelines.events import TextDelta, TextReady
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import IMAGE_TAG, understanding_ids
@@ -85,7 +85,7 @@ def _answer(session: Session, prompts: list[list[int]], groups: list[list[Image.
     with torch.inference_mode():
         pixels = torch.stack(pixels).to(session.device) if pixels else None  # (images, 3, H, W)
         embeds = model.embed_prompt(ids, pixels, model.image_slots(ids, tok.special))
-    sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(s.seed + i) for i in indices])
+    sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(seed_for(s.seed, i)) for i in indices])
     answers: list[list[int]] = [[] for _ in indices]
     finished = [False] * len(indices)
     shown = ""

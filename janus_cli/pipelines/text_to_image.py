@@ -9,7 +9,8 @@ import torch
 
 from janus_cli.errors import InputError
 from janus_cli.imageio import to_uint8
-from janus_cli.pipelines.batching import Image, ImageJob, image_batches
+from janus_cli.pipelines.batching import Image, seed_for
+from janus_cli.pipelines.checks import number
 from janus_cli.pipelines.events import ImageReady, Step
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import generation_ids, make_uncond_ids
@@ -27,9 +28,19 @@ class GenerateSettings:
     top_p: float | None = None
     seed: int = 0
 
+    CHECKS = {"n": number(int, 1), "seed": number(int, 0), "cfg": number(float, 0), "temperature": number(float, 0),
+              "top_k": number(int, 1, optional=True), "top_p": number(float, 1e-9, 1, optional=True)}  # fmt: skip
+
     def batch_key(self) -> tuple:
         """What must agree for images to share a forward (one CFG scale, one sampler)."""
         return self.cfg, self.temperature, self.top_k, self.top_p
+
+    def image_seed(self, k: int) -> int:
+        return seed_for(self.seed, k)
+
+    def options(self) -> dict:
+        """The sampling settings an image's recipe records."""
+        return {"cfg": self.cfg, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
 
 
 def prompt_ids(session: Session, prompt: str) -> list[int]:
@@ -41,29 +52,16 @@ def prompt_ids(session: Session, prompt: str) -> list[int]:
     return ids
 
 
-def generate_jobs(session: Session, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:
-    """Make the images of all JOBS in run order, in the forwards of `image_batches`. Image k of
-    a job uses its own generator seeded seed + k, so it is the same image whatever the batch."""
-    for job in jobs:
-        prompt_ids(session, job.prompt)  # refuse a long prompt before any work
-    cut = image_batches(jobs, batch_size)
-    steps = session.config.image_tokens
-    total, done = sum(map(len, cut)) * steps, 0
-    for batch in cut:
-        for event in generate_batch(session, batch):
-            yield Step(done + event.done, total) if isinstance(event, Step) else event
-        done += steps * len(batch)
-
-
-def generate_batch(session: Session, batch: list[Image]) -> Iterator[Step | ImageReady]:
-    """The images of BATCH in one forward (they share `batch_key`); Step counts image tokens."""
+def generate_batch(session: Session, batch: list[Image], encoded: dict | None = None) -> Iterator[Step | ImageReady]:
+    """The images of BATCH in one forward (they share `batch_key`); Step counts image tokens.
+    ENCODED maps prompts to their `prompt_ids` when the caller has them already."""
     model, tok = session.model, session.tokenizer
     steps = session.config.image_tokens
     prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
-    cond = [prompt_ids(session, p) for p in prompts]
+    cond = [encoded[p] if encoded and p in encoded else prompt_ids(session, p) for p in prompts]
     uncond = [make_uncond_ids(p, tok.special.pad) for p in cond]
     cfg, temperature, top_k, top_p = batch[0][0].settings.batch_key()
-    sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.settings.seed + k) for job, k in batch])
+    sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.seed_of(k)) for job, k in batch])
     image_prompt = [prompts.index(job.prompt) for job, _ in batch]
     columns = []
     for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps, session.compile):
@@ -74,4 +72,5 @@ def generate_batch(session: Session, batch: list[Image]) -> Iterator[Step | Imag
     # pixels depend on its tokens only, not on what it was batched with.
     for (job, k), codes in zip(batch, torch.stack(columns, dim=1).split(1)):  # (1, 576) each
         image = to_uint8(model.decode_codes(codes))[0]  # (384, 384, 3)
-        yield ImageReady(job.first + k, job.settings.seed + k, job.prompt, image)
+        yield ImageReady(job.first + k, job.seed_of(k), job.prompt, image)
+

@@ -11,7 +11,8 @@ from torch import Tensor
 from janus_cli.errors import InputError
 from janus_cli.imageio import to_uint8
 from janus_cli.models.vae import VAEDecoder
-from janus_cli.pipelines.batching import Image, ImageJob, image_batches
+from janus_cli.pipelines.batching import Image, ImageJob, seed_for
+from janus_cli.pipelines.checks import number, one_of
 from janus_cli.pipelines.events import ImageReady, Step
 from janus_cli.pipelines.session import Session
 from janus_cli.prompts import generation_ids
@@ -32,9 +33,21 @@ class FlowSettings:
     # official: one draw of all N latents from seed, like `torch.manual_seed(seed)` in the demo.
     noise: str = "per-image"
 
+    CHECKS = {"n": number(int, 1), "seed": number(int, 0), "cfg": number(float, 0), "steps": number(int, 1),
+              "noise": one_of(*NOISE_MODES)}  # fmt: skip
+
     def batch_key(self) -> tuple:
         """What must agree for images to share a forward (one step count, one CFG weight)."""
         return self.steps, self.cfg
+
+    def image_seed(self, k: int) -> int:
+        """The seed recorded for image K: per-image noise re-makes it alone from seed + k; the
+        official noise only as part of the whole run from seed."""
+        return seed_for(self.seed, k) if self.noise == "per-image" else self.seed
+
+    def options(self) -> dict:
+        """The sampling settings an image's recipe records (the noise mode is the run's)."""
+        return {"cfg": self.cfg, "steps": self.steps}
 
 
 def latent_shape(session: Session) -> tuple[int, int, int]:
@@ -67,32 +80,16 @@ def initial_noise(n: int, seed: int, mode: str, shape: tuple[int, ...]) -> Tenso
         return torch.randn((n, *shape), dtype=NOISE_DTYPE, generator=make_generator(seed))
     if mode != "per-image":
         raise InputError(f"noise {mode!r}: choose {' or '.join(NOISE_MODES)}")
-    return torch.cat([torch.randn((1, *shape), dtype=NOISE_DTYPE, generator=make_generator(seed + k)) for k in range(n)])
+    return torch.cat([torch.randn((1, *shape), dtype=NOISE_DTYPE, generator=make_generator(seed_for(seed, k))) for k in range(n)])
 
 
-def image_seed(s: FlowSettings, k: int) -> int:
-    """The seed recorded for image K: per-image noise re-makes it alone from seed + k; the
-    official noise only as part of the whole run from seed."""
-    return s.seed + k if s.noise == "per-image" else s.seed
-
-
-def generate_flow_jobs(session: Session, vae: VAEDecoder, jobs: list[ImageJob], batch_size: int) -> Iterator[Step | ImageReady]:
-    """Make the images of all JOBS (of FlowSettings) in run order, in the forwards of
-    `image_batches`; each image keeps its own noise, so batching never changes it."""
-    for job in jobs:
-        flow_prompt_ids(session, job.prompt)  # refuse a long prompt before any work
-    cut = image_batches(jobs, batch_size)
-    total, done = sum(job.settings.steps for batch in cut for job, _ in batch), 0
-    for batch in cut:
-        for event in generate_flow_batch(session, vae, batch):
-            yield Step(done + event.done, total) if isinstance(event, Step) else event
-        done += batch[0][0].settings.steps * len(batch)
-
-
-def generate_flow_batch(session: Session, vae: VAEDecoder, batch: list[Image]) -> Iterator[Step | ImageReady]:
-    """The images of BATCH in one forward (they share `batch_key`); Step counts Euler steps."""
+def generate_flow_batch(
+    session: Session, vae: VAEDecoder, batch: list[Image], encoded: dict | None = None
+) -> Iterator[Step | ImageReady]:
+    """The images of BATCH in one forward (they share `batch_key`); Step counts Euler steps.
+    ENCODED maps prompts to their `flow_prompt_ids` when the caller has them already."""
     prompts = list(dict.fromkeys(job.prompt for job, _ in batch))  # distinct, in batch order
-    ids = [flow_prompt_ids(session, p) for p in prompts]
+    ids = [encoded[p] if encoded and p in encoded else flow_prompt_ids(session, p) for p in prompts]
     steps, cfg = batch[0][0].settings.batch_key()
     draws: dict[ImageJob, Tensor] = {}  # the official noise is one draw of a whole job
     for job, _ in batch:
@@ -100,7 +97,7 @@ def generate_flow_batch(session: Session, vae: VAEDecoder, batch: list[Image]) -
             s = job.settings
             draws[job] = initial_noise(s.n, s.seed, s.noise, latent_shape(session)) if s.noise == "official" else None
     z = torch.cat([
-        draws[job][k : k + 1] if draws[job] is not None else initial_noise(1, job.settings.seed + k, "per-image", latent_shape(session))
+        draws[job][k : k + 1] if draws[job] is not None else initial_noise(1, job.seed_of(k), "per-image", latent_shape(session))
         for job, k in batch
     ]).to(session.device, session.dtype)  # (B, L, H, W)  # fmt: skip
     image_prompt = [prompts.index(job.prompt) for job, _ in batch]
@@ -111,4 +108,5 @@ def generate_flow_batch(session: Session, vae: VAEDecoder, batch: list[Image]) -
     for (job, k), latent in zip(batch, z.split(1)):  # one image at a time, as text_to_image decodes
         with torch.inference_mode():
             image = to_uint8(vae.decode(latent))[0]  # (384, 384, 3)
-        yield ImageReady(job.first + k, image_seed(job.settings, k), job.prompt, image)
+        yield ImageReady(job.first + k, job.seed_of(k), job.prompt, image)
+

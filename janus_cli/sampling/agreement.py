@@ -21,7 +21,9 @@ class Agreement:
     logit_scale: float  # max |reference logit|, to read the error against
 
 
-def greedy_agreement(reference, candidate, prompt: list[int], uncond: list[int], n: int, cfg: float, steps: int) -> Agreement:
+def greedy_agreement(
+    reference, candidate, prompt: list[int], uncond: list[int], n: int, cfg: float, steps: int
+) -> Agreement:
     """Decode STEPS image tokens for N images with both models (CFG scale CFG) and compare."""
     ref_codes: list[Tensor] = []
     ref_logits: list[Tensor] = []

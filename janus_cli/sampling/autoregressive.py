@@ -54,7 +54,8 @@ def generate_image_tokens(
 
     hidden = llm(llm.model.embed_tokens(padded), positions[:length], used=length, pad=pad)[:, -1]  # (P, C)
     j = len(prompts)
-    rows = torch.tensor([p + g * j for g in range(groups) for p in image_prompt], device=device)  # (groups*N,)
+    # (groups*N,)
+    rows = torch.tensor([p + g * j for g in range(groups) for p in image_prompt], device=device)
     llm.expand_cache(rows)
     pad = None if pad is None else pad[rows]
     logits = model.image_logits(hidden[rows])  # (groups*N, V_img)

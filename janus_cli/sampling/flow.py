@@ -57,7 +57,9 @@ class FlowPrompt:
 
 
 @torch.inference_mode()
-def prefill_prompt(model, prompts: list[list[int]], unconds: list[list[int]] | None, image_prompt: list[int], tokens: int) -> FlowPrompt:
+def prefill_prompt(
+    model, prompts: list[list[int]], unconds: list[list[int]] | None, image_prompt: list[int], tokens: int
+) -> FlowPrompt:
     """Prefill the prompt prefixes (the ids without their last token, the generation tag).
 
     Args:
@@ -71,19 +73,29 @@ def prefill_prompt(model, prompts: list[list[int]], unconds: list[list[int]] | N
     rows = [p[:-1] for p in prompts] + ([u[:-1] for u in unconds] if unconds is not None else [])  # P rows
     length = max(len(r) for r in rows)
     pads = [length - len(r) for r in rows]
-    distinct = torch.tensor([[PAD_FILL] * k + r for k, r in zip(pads, rows)], device=device)  # (P, L'), left padded
+    # (P, L'), left padded
+    distinct = torch.tensor([[PAD_FILL] * k + r for k, r in zip(pads, rows, strict=True)], device=device)
     pad = torch.tensor(pads, device=device) if any(pads) else None  # (P,)
     total = length + 1 + tokens
     llm.setup_cache(rows=len(rows), length=total)
     key_mask = torch.ones(len(rows), total, dtype=torch.bool, device=device)  # (P, S)
     for row in range(len(prompts), len(rows)):
         key_mask[row, pads[row] + 1 : length] = False  # an unconditional row sees only its BOS
-    llm(llm.model.embed_tokens(distinct), torch.arange(length, device=device), key_mask=key_mask, used=length, pad=pad)
+    llm(
+        llm.model.embed_tokens(distinct),
+        torch.arange(length, device=device),
+        key_mask=key_mask,
+        used=length,
+        pad=pad,
+    )
     groups, j = (2 if unconds is not None else 1), len(prompts)
-    index = torch.tensor([p + g * j for g in range(groups) for p in image_prompt], device=device)  # (groups*N,)
+    # (groups*N,)
+    index = torch.tensor([p + g * j for g in range(groups) for p in image_prompt], device=device)
     llm.expand_cache(index)
     positions = torch.arange(length, total, device=device)  # (1 + h*w,)
-    return FlowPrompt(len(image_prompt), groups, length, positions, key_mask[index], None if pad is None else pad[index])
+    return FlowPrompt(
+        len(image_prompt), groups, length, positions, key_mask[index], None if pad is None else pad[index]
+    )
 
 
 @torch.inference_mode()
@@ -112,20 +124,29 @@ def recompute_velocity(model, prompt: list[int], uncond: list[int], z: Tensor, t
     n = z.shape[0]
     llm = model.language_model
     rows = torch.tensor([0] * n + [1] * n, device=z.device)
-    prefix = llm.model.embed_tokens(torch.tensor([prompt[:-1], uncond[:-1]], device=z.device))[rows]  # (2N, L', C)
+    # (2N, L', C)
+    prefix = llm.model.embed_tokens(torch.tensor([prompt[:-1], uncond[:-1]], device=z.device))[rows]
     tokens, t_emb, skip = model.encode_latent(torch.cat([z, z]), torch.cat([t, t]))  # encoder on 2N rows
     x = torch.cat([prefix, t_emb[:, None], tokens], dim=1)  # (2N, L' + 1 + h*w, C)
     length, total = prefix.shape[1], x.shape[1]
     key_mask = torch.ones(2 * n, total, dtype=torch.bool, device=z.device)
     key_mask[n:, 1:length] = False
     llm.setup_cache(2 * n, total)
-    hidden = llm(x, torch.arange(total, device=z.device), key_mask=key_mask, used=total)[:, -tokens.shape[1] :]
+    hidden = llm(x, torch.arange(total, device=z.device), key_mask=key_mask, used=total)[
+        :, -tokens.shape[1] :
+    ]
     return model.decode_velocity(hidden, skip, t_emb)
 
 
 @torch.inference_mode()
 def sample_flow(
-    model, prompts: list[list[int]], unconds: list[list[int]], image_prompt: list[int], z: Tensor, steps: int, cfg: float
+    model,
+    prompts: list[list[int]],
+    unconds: list[list[int]],
+    image_prompt: list[int],
+    z: Tensor,
+    steps: int,
+    cfg: float,
 ) -> Iterator[Tensor]:
     """Integrate noise Z to data in STEPS Euler steps; yield the (N, L, H, W) latent after each.
 

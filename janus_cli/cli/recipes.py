@@ -1,36 +1,10 @@
-"""What the image commands share: the seed, planned paths, and the recipe in an earlier PNG."""
+"""The recipe in an earlier PNG (`--from-image`): what re-makes it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 
-from janus_cli.cli.jobs import Job
-from janus_cli.cli.output import plan_paths
 from janus_cli.errors import InputError
-
-
-def version() -> str:
-    from janus_cli import __version__
-
-    return __version__
-
-
-def pick_seed(seed: int | None) -> int:
-    import secrets
-
-    return secrets.randbelow(2**31) if seed is None else seed
-
-
-def plan_images(
-    jobs: list[Job], seed_of: Callable[[Job, int], int], model: str, output: str, overwrite: bool, own: set[Path] = frozenset()
-) -> dict[int, Path]:
-    """The output path of every image (run index -> path), refusing before any work if a path
-    exists (other than the images OWN lists, finished by the run being resumed); SEED_OF(job,
-    k) is the seed recorded for image k of a job."""
-    planned = [{"index": j.first + k, "seed": seed_of(j, k), "prompt": j.prompt, "model": model} for j in jobs for k in range(j.n)]
-    return {r["index"]: p for r, p in zip(planned, plan_paths(output, planned, overwrite, own))}
 
 
 def read_recipe(path: str) -> dict:

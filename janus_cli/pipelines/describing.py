@@ -1,19 +1,21 @@
-"""`janus describe` over many images: loading a batch at a time, per-item failures
-(--keep-going), and the per-image seed (image i of the whole list answers with seed + i)."""
+"""Describing many images: a batch at a time, per-item failures (keep_going), and the
+per-image seed (image i of the whole list answers with `seed_for(seed, i)`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from janus_cli.cli import inputs
 from janus_cli.errors import InputError
+from janus_cli.pipelines.batching import seed_for
+from janus_cli.pipelines.image_to_text import DescribeSettings
 
 Item = tuple[int, str]  # (position in the whole image list, name)
+Load = Callable[[str], object]  # name -> PIL image (InputError when it cannot be read)
 
 
-def batches(items: list[Item], size: int) -> Iterator[list[Item]]:
-    """Runs of at most SIZE items with consecutive positions (so seed + position holds)."""
+def consecutive_runs(items: list[Item], size: int) -> Iterator[list[Item]]:
+    """Runs of at most SIZE items with consecutive positions (so one seed + offset serves a run)."""
     run: list[Item] = []
     for item in items:
         if run and (len(run) == size or item[0] != run[-1][0] + 1):
@@ -24,12 +26,12 @@ def batches(items: list[Item], size: int) -> Iterator[list[Item]]:
         yield run
 
 
-def load_batch(batch: list[Item], stdin: bytes | None, keep_going: bool, failed: Callable[[str, str], None]) -> list[tuple[Item, object]]:
+def load_batch(batch: list[Item], load: Load, keep_going: bool, failed: Callable[[str, str], None]) -> list[tuple[Item, object]]:
     """The batch's images; with KEEP_GOING an unreadable one is reported to FAILED(name, message)."""
     loaded = []
     for item in batch:
         try:
-            loaded.append((item, inputs.load(item[1], stdin)))
+            loaded.append((item, load(item[1])))
         except InputError as e:
             if not keep_going:
                 raise
@@ -37,27 +39,23 @@ def load_batch(batch: list[Item], stdin: bytes | None, keep_going: bool, failed:
     return loaded
 
 
-def describe_items(session, items: list[Item], stdin, settings, keep_going: bool, on_delta, on_text, on_error) -> int:
+def describe_items(session, items: list[Item], load: Load, settings: DescribeSettings, keep_going: bool, on_delta, on_text, on_error) -> int:
     """Describe each item, SETTINGS.batch_size at a time; ON_TEXT(name, text, tokens) per answer,
     ON_DELTA(text) as a lone answer streams, ON_ERROR(name, message) per failed image with
     KEEP_GOING. Returns the number of tokens generated."""
     tokens = 0
-    for batch in batches(items, settings.batch_size):
-        loaded = load_batch(batch, stdin, keep_going, on_error)
+    for batch in consecutive_runs(items, settings.batch_size):
+        loaded = load_batch(batch, load, keep_going, on_error)
         pictures = dict(loaded)
-        for run in batches([item for item, _ in loaded], settings.batch_size):
-            step = replace(settings, seed=settings.seed + run[0][0])
+        for run in consecutive_runs([item for item, _ in loaded], settings.batch_size):
+            step = replace(settings, seed=seed_for(settings.seed, run[0][0]))
             tokens += answer(session, [[pictures[item]] for item in run], [name for _, name in run], step, on_delta, on_text)
     return tokens
 
 
-def describe_together(session, names: list[str], stdin, settings, on_delta, on_text) -> int:
-    """One conversation about all the images NAMES. Returns the number of tokens generated."""
-    pictures = [inputs.load(name, stdin) for name in names]
-    return answer(session, [pictures], [", ".join(names)], settings, on_delta, on_text)
-
-
-def answer(session, groups: list[list], names: list[str], settings, on_delta, on_text) -> int:
+def answer(session, groups: list[list], names: list[str], settings: DescribeSettings, on_delta, on_text) -> int:
+    """Answer SETTINGS.question about each group of images (row i seeded seed + i), calling
+    ON_TEXT(names[i], text, tokens) per answer and ON_DELTA(text) as a lone answer streams."""
     from janus_cli.pipelines.events import TextDelta, TextReady
     from janus_cli.pipelines.image_to_text import describe
 
@@ -71,9 +69,10 @@ def answer(session, groups: list[list], names: list[str], settings, on_delta, on
     return tokens
 
 
-def pick_items(names: list[str], shard: tuple[int, int] | None, done: set[tuple[str, str]], prompt: str) -> list[Item]:
-    """The items this run does: its shard of NAMES, less the (image, prompt) pairs in DONE."""
-    return [(i, names[i]) for i in inputs.shard_range(len(names), shard) if (names[i], prompt) not in done]
+def pick_items(names: list[str], owned: range, done: set[tuple[str, str]], prompt: str) -> list[Item]:
+    """The items this run does: the positions OWNED (its shard) of NAMES, less the (image,
+    prompt) pairs in DONE."""
+    return [(i, names[i]) for i in owned if (names[i], prompt) not in done]
 
 
 def finished(records: list[dict]) -> set[tuple[str, str]]:

@@ -1,0 +1,136 @@
+"""What the commands show on stderr: one-line errors, progress, the loading spinner, timings.
+
+stdout is data; everything here goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+DEBUG = False
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn user errors into one `error: ...` line and a non-zero exit (tracebacks with --debug)."""
+    from janus_cli.errors import JanusError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except JanusError as e:
+        if DEBUG:
+            traceback.print_exc()
+        raise fail(str(e), e.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+    except MemoryError:
+        raise fail("out of memory: lower --batch-size or -n, or use --dtype bfloat16", 5) from None
+    except Exception as e:
+        if DEBUG:
+            traceback.print_exc()
+            raise typer.Exit(70) from None
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise fail(f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)", 70) from None
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and err.is_terminal
+
+
+def progress_bar(quiet: bool):
+    """A Rich progress bar on stderr; a disabled one when stderr is not a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=err, disable=not show_progress(quiet), transient=True,
+    )  # fmt: skip
+
+
+# What a command loads besides the LLM (the models' PARTS): describe never reads the image
+# decoders, the image commands never read the vision encoder; chat loads both.
+UNDERSTANDING, GENERATION = ("understanding",), ("generation",)
+
+
+def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none",
+               compile: bool = False, parts: tuple[str, ...] | None = None, vae: str | None = None):  # fmt: skip
+    """`janus_cli.load` with a spinner and a "loaded ..." line on stderr."""
+    import time
+
+    import janus_cli
+
+    t0 = time.perf_counter()
+    shown = show_progress(quiet)
+    with err.status(f"loading {ref}", spinner="dots") if shown else contextlib.nullcontext():
+        model = janus_cli.load(ref, device, dtype, quantize, revision, vae, compile=compile, parts=parts, progress=shown)
+    if shown:
+        s = model.session
+        name = str(s.dtype).removeprefix("torch.") + (f", {s.quantize}" if s.quantize != "none" else "")
+        err.print(f"loaded {ref} ({name}, {s.device.type}{kernel_note(s)}) in {time.perf_counter() - t0:.1f}s", markup=False)
+    return model
+
+
+def kernel_note(session) -> str:
+    """Which matmul kernels a bf16 CPU session decodes with, and why not ours (kernels/build.py)."""
+    import torch
+
+    from janus_cli.kernels.build import load_rows
+
+    if session.device.type != "cpu" or session.dtype != torch.bfloat16 or session.compile:
+        return ""
+    lib, note = load_rows()
+    return f", {note}" if lib else f", PyTorch kernels: {note}"
+
+
+def batch_size(value: str) -> int | None:
+    """--batch-size: a positive number, or None for auto."""
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise fail(f"--batch-size {value}: give a positive number or auto")
+    return int(value)
+
+
+def peak_memory() -> str:
+    """The run's peak memory, for the timing summary: the CUDA allocator's peak when a GPU
+    ran, else the process's peak resident set."""
+    torch = sys.modules.get("torch")  # never imported here: a run that made images has it
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+    try:
+        import resource
+    except ImportError:  # Windows
+        return "peak memory unknown"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 2**30 if sys.platform == "darwin" else 2**20  # bytes on macOS, KiB on Linux
+    return f"peak memory {peak / scale:.2f} GiB"
+
+
+def read_lines(arg: str) -> list[str]:
+    """ARG, or one item per non-empty line of stdin when ARG is `-`."""
+    if arg != "-":
+        return [arg]
+    if sys.stdin.isatty():
+        raise fail("`-` reads from stdin, but stdin is a terminal")
+    return [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]

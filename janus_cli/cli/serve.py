@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import common
-from janus_cli.cli.common import RUNTIME
+from janus_cli.cli import console, options
+from janus_cli.cli.options import RUNTIME
 
 SERVER = "Server"
 SECURITY = "Security"
@@ -110,10 +110,10 @@ def serve(
             help="SDXL VAE for JanusFlow models: a folder, a hub repo id or an alias. Default: sdxl-vae.",
         ),
     ] = None,
-    device: common.Device = "auto",
-    dtype: common.Dtype = "auto",
-    quantize: common.Quantize = "none",
-    quiet: common.Quiet = False,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    quantize: options.Quantize = "none",
+    quiet: options.Quiet = False,
 ) -> None:
     """Serve the models over an OpenAI-compatible HTTP API: chat about images, generate images.
 
@@ -133,103 +133,95 @@ def serve(
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise common.fail(MISSING, 1) from None
-    with common.handle_errors():
+        raise console.fail(MISSING, 1) from None
+    with console.handle_errors():
         from janus_cli.errors import InputError
 
         refs = model or ["janus-pro-1b"]
         if host in ("0.0.0.0", "::") and not api_key:
-            common.err.print(
+            console.err.print(
                 f"warning: --host {host} without --api-key: anyone who can reach this machine "
                 "can use the models",
                 markup=False,
             )
-        from janus_cli.server.loading import served_name
+        from pathlib import Path
+
+        from janus_cli.server.app import Options
+        from janus_cli.server.loading import DEFAULT_VAE, served_name
+        from janus_cli.server.security import Policy
 
         names = [served_name(r) for r in refs]
         if len(set(names)) != len(names):
             raise InputError(f"two models would be served under one name: {', '.join(names)}")
-        models = [
-            _open(ref, name, device, dtype, quantize, vae, quiet)
+        policy = Policy(
+            api_key,
+            host,
+            frozenset(allowed_host or ()),
+            frozenset(allow_origin or ()),
+            int(max_body_mb * 2**20),
+        )
+        served = [
+            _open(
+                ref, name, device, dtype, quantize, vae or DEFAULT_VAE, max_batch, max_queue, len(refs), quiet
+            )
             for ref, name in zip(refs, names, strict=True)
         ]
-        _run(
-            models,
-            host,
-            port,
-            max_batch,
-            max_queue,
-            output_dir,
-            api_key,
-            allowed_host,
-            allow_origin,
-            max_body_mb,
-            quiet,
-        )
+        _listen(served, host, port, Options(policy, Path(output_dir)))
 
 
-def _open(ref: str, name: str, device: str, dtype: str, quantize: str, vae: str | None, quiet: bool):
+def _open(
+    ref: str,
+    name: str,
+    device: str,
+    dtype: str,
+    quantize: str,
+    vae: str,
+    max_batch: int | None,
+    max_queue: int,
+    models: int,
+    quiet: bool,
+):
+    """Load REF and give it its scheduler: a server.app.Model."""
     import time
 
+    from janus_cli.pipelines.scheduler import Scheduler
+    from janus_cli.server.app import Model
+    from janus_cli.server.batch import default_max_batch
     from janus_cli.server.loading import load
 
     t0 = time.perf_counter()
-    loaded = load(ref, device, dtype, quantize, None, vae)
+    janus = load(ref, device, dtype, quantize, vae)
+    s = janus.session
+    size = max_batch or default_max_batch(s, models)
     if not quiet:
-        s = loaded.session
-        common.err.print(
-            f"loaded {name} ({str(s.dtype).removeprefix('torch.')}, {s.device.type}) "
-            f"in {time.perf_counter() - t0:.1f}s",
+        took = time.perf_counter() - t0
+        console.err.print(
+            f"loaded {name} ({str(s.dtype).removeprefix('torch.')}, {s.device.type}) in {took:.1f}s; "
+            f"up to {size} images per step, {max_queue} requests queued",
             markup=False,
         )
-    return name, loaded
+    scheduler = Scheduler(s, vae=janus.vae, max_batch=size, max_queue=max_queue)
+    return Model(name, janus, scheduler, size, vae)
 
 
-def _run(
-    models,
-    host,
-    port,
-    max_batch,
-    max_queue,
-    output_dir,
-    api_key,
-    allowed_host,
-    allow_origin,
-    max_body_mb,
-    quiet,
-) -> None:
+def _listen(served: list, host: str, port: int, options) -> None:
+    """Serve until interrupted (uvicorn handles Ctrl-C), on a socket bound here so that port 0
+    can be printed as the port it got."""
     import socket
-    from pathlib import Path
 
     import uvicorn
 
-    from janus_cli.pipelines.scheduler import Scheduler
-    from janus_cli.server.app import Model, Options, create_app
-    from janus_cli.server.batch import default_max_batch
-    from janus_cli.server.security import Policy
+    from janus_cli.server.app import create_app
 
-    served = []
-    for name, loaded in models:
-        size = max_batch or default_max_batch(loaded.session, len(models))
-        scheduler = Scheduler(loaded.session, vae=loaded.vae, max_batch=size, max_queue=max_queue)
-        served.append(Model(name, loaded, scheduler, size))
-        if not quiet:
-            common.err.print(
-                f"{name}: up to {size} images per step, {max_queue} requests queued", markup=False
-            )
-    policy = Policy(
-        api_key, host, frozenset(allowed_host or ()), frozenset(allow_origin or ()), int(max_body_mb * 2**20)
-    )
-    app = create_app(served, Options(policy, Path(output_dir)))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    app = create_app(served, options)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as e:
-        raise common.fail(f"cannot listen on {host}:{port}: {e.strerror}", 1) from None
+        raise console.fail(f"cannot listen on {host}:{port}: {e.strerror}", 1) from None
     shown = f"[{host}]" if ":" in host else host
-    common.err.print(f"serving on http://{shown}:{sock.getsockname()[1]} (Ctrl-C stops)", markup=False)
+    console.err.print(f"serving on http://{shown}:{sock.getsockname()[1]} (Ctrl-C stops)", markup=False)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on"
     )

@@ -40,30 +40,25 @@ PROGRESS_EVENTS = 48  # at most this many progress events per image in an image 
 
 @dataclass
 class Model:
-    """A served model: its name in requests, what loaded it, its scheduler."""
+    """A served model: its name in requests, the loaded `Janus`, its scheduler."""
 
     name: str
-    loaded: object  # loading.Loaded
+    janus: object  # janus_cli.Janus
     scheduler: object  # pipelines.scheduler.Scheduler
     max_batch: int
+    vae: str | None = None  # JanusFlow's VAE reference, for the recipe
 
     @property
     def family(self) -> str:
-        return self.loaded.family
+        return self.janus.family
 
     def base_record(self) -> dict:
-        """The recipe fields of every image this model makes (as cli/image_run.py writes them)."""
-        from janus_cli import __version__
+        """The recipe fields of every image this model makes, as `janus generate` records them."""
+        from janus_cli.pipelines.images import run_base
 
-        s = self.loaded.session
-        base = {
-            "model": self.loaded.name,
-            "revision": None,
-            "dtype": str(s.dtype).removeprefix("torch."),
-            "quantize": s.quantize,
-            "generator": f"janus-cli {__version__}",
-        }
-        return {**base, "vae": self.loaded.vae_name} if self.family == "janusflow" else base
+        s = self.janus.session
+        extra = {"vae": self.vae} if self.family == "janusflow" else {}
+        return run_base(s.name, None, str(s.dtype).removeprefix("torch."), s.quantize, **extra)
 
 
 @dataclass(frozen=True)
@@ -112,9 +107,8 @@ def create_app(models: list[Model], options: Options):
             chat.parse_chat, await read_json(request)
         )  # decodes images: off the loop
         m = pick(call.model)
-        from janus_cli.pipelines.scheduler import TextRequest
-
         from janus_cli.pipelines.image_to_text import DescribeSettings
+        from janus_cli.pipelines.scheduler import TextRequest
 
         settings = DescribeSettings(
             max_tokens=call.max_tokens, temperature=call.temperature, top_p=call.top_p, seed=call.seed
@@ -253,9 +247,8 @@ async def read_json(request: Request) -> dict:
 
 def submit(m: Model, request, events: Events):
     """REQUEST queued on M's scheduler: bad input is a 400, a full queue a 429 with Retry-After."""
-    from janus_cli.pipelines.scheduler import QueueFull
-
     from janus_cli.errors import JanusError
+    from janus_cli.pipelines.scheduler import QueueFull
 
     try:
         return m.scheduler.submit(request, events)

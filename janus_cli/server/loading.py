@@ -1,54 +1,25 @@
-"""Loading a served model, in the one function `load` with the signature of the Python API's
-`janus_cli.load` (the issue "One front door"); when that lands, `load` becomes a call to it.
-The server never imports `janus_cli.cli`.
-"""
+"""Loading a served model through the front door, `janus_cli.load` (the server never imports
+`janus_cli.cli`), and the name it is served under."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_VAE = "sdxl-vae"  # `janus flow-generate --vae` default
 
 
-@dataclass
-class Loaded:
-    """What the server needs of a loaded model (the attributes of the API's `Janus`)."""
-
-    name: str  # -m as given
-    session: object  # pipelines.session.Session
-    vae: object | None  # models.vae.VAEDecoder for JanusFlow, else None
-    vae_name: str | None = None
-
-    @property
-    def family(self) -> str:
-        return self.session.config.family
-
-
 def load(
-    model: str,
-    device: str = "auto",
-    dtype: str = "auto",
-    quantize: str = "none",
-    revision: str | None = None,
-    vae: str | None = None,
-) -> Loaded:
-    """Resolve MODEL (a folder, an alias or a hub repo id; downloaded if needed) and load all of
-    it, and for JanusFlow the VAE (VAE or sdxl-vae) in the same dtype and device."""
-    from janus_cli.checkpoints.hub import resolve
-    from janus_cli.checkpoints.vae import load_vae
-    from janus_cli.pipelines.session import open_session
-    from janus_cli.runtime import choose_device, choose_dtype, choose_quantize
+    model: str, device: str = "auto", dtype: str = "auto", quantize: str = "none", vae: str | None = None
+):
+    """MODEL loaded whole (chat needs the vision encoder, images the decoders) as a `Janus`;
+    JanusFlow's VAE (VAE, default sdxl-vae) is loaded now rather than on the first request,
+    so that /health says 200 only once everything is in memory."""
+    import janus_cli
 
-    dev = choose_device(device)
-    dt = choose_dtype(dtype, dev)
-    session = open_session(
-        model, resolve(model, revision, progress=False), dev, dt, choose_quantize(quantize)
-    )
-    if session.config.family != "janusflow":
-        return Loaded(model, session, None)
-    vae = vae or DEFAULT_VAE
-    return Loaded(model, session, load_vae(resolve(vae, progress=False), dtype=dt, device=dev), vae)
+    janus = janus_cli.load(model, device, dtype, quantize, vae=vae or DEFAULT_VAE)
+    if janus.family == "janusflow":
+        assert janus.vae is not None
+    return janus
 
 
 def served_name(ref: str) -> str:

@@ -197,63 +197,43 @@ async def chat_latency(url: str, reps: int) -> dict:
     return {"ttft_idle_s": statistics.median(idle), "ttft_busy_s": statistics.median(busy)}
 
 
-def mixed_requests(n: int) -> list[tuple[str, str, dict | bytes]]:
-    """N (method, path, body) requests, a fifth malformed, in a fixed shuffled order."""
+def mixed_requests(n: int) -> list[tuple[str, str, dict | bytes, bool]]:
+    """N (method, path, body, malformed) requests, a fifth malformed, plus an image request
+    per 50, in a fixed shuffled order."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.new("1", (6000, 6000)).save(buf, format="PNG")
+    Image.new("1", (6000, 6000)).save(buf, format="PNG")  # 36 Mpx in a few KB
     bomb = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+    def chat_about(url: str) -> dict:
+        part = {"type": "image_url", "image_url": {"url": url}}
+        return {"messages": [{"role": "user", "content": [part]}], "max_tokens": 4}
+
+    chat, images = "/v1/chat/completions", "/v1/images/generations"
     bad = [
-        ("POST", "/v1/chat/completions", b"{not json"),
-        ("POST", "/v1/images/generations", {"prompt": "a fox", "size": "1024x1024"}),
-        ("POST", "/v1/images/generations", {"prompt": "a fox", "model": "dall-e-3"}),
-        (
-            "POST",
-            "/v1/chat/completions",
-            {
-                **chat_body(),
-                "messages": [
-                    {
-                        "role": "user",
-                        "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}],
-                    }
-                ],
-            },
-        ),
-        (
-            "POST",
-            "/v1/chat/completions",
-            {
-                **chat_body(),
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": bomb}}]}
-                ],
-            },
-        ),
+        ("POST", chat, b"{not json"),
+        ("POST", images, {"prompt": "a fox", "size": "1024x1024"}),
+        ("POST", images, {"prompt": "a fox", "model": "dall-e-3"}),
+        ("POST", chat, chat_about("https://example.com/a.png")),
+        ("POST", chat, chat_about(bomb)),
     ]
-    good = [
-        ("GET", "/v1/models", {}),
-        ("POST", "/v1/chat/completions", {**chat_body(tokens=4), "stream": False}),
-        ("POST", "/v1/chat/completions", {**chat_body(tokens=4), "stream": False}),
-    ]
-    out = [bad[i % len(bad)] if i % 5 == 0 else good[i % len(good)] for i in range(n)]
-    out += [
-        ("POST", "/v1/images/generations", {"prompt": PROMPT, "n": 1, "seed": i})
-        for i in range(max(1, n // 50))
-    ]
+    good = [("GET", "/v1/models", {}), ("POST", chat, {**chat_body(tokens=4), "stream": False})]
+    out = [(*bad[i // 5 % len(bad)], True) if i % 5 == 0 else (*good[i % len(good)], False) for i in range(n)]
+    out += [("POST", images, {"prompt": PROMPT, "n": 1, "seed": i}, False) for i in range(max(1, n // 50))]
     random.Random(0).shuffle(out)
     return out
 
 
 async def mixed_load(url: str, n: int, concurrency: int = 16) -> dict:
+    """MIXED_REQUESTS(N), CONCURRENCY at a time: how many answers were 4xx and 5xx, and how
+    many were not what they should be (a malformed one not 4xx, a good one not 200)."""
     import httpx
 
-    statuses: list[int] = []
-    todo = mixed_requests(n)
+    statuses: list[tuple[int, bool]] = []
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(client, method, path, body):
+    async def one(client, method, path, body, malformed):
         async with gate:
             if isinstance(body, bytes):
                 r = await client.request(
@@ -261,14 +241,17 @@ async def mixed_load(url: str, n: int, concurrency: int = 16) -> dict:
                 )
             else:
                 r = await client.request(method, url + path, json=body if method == "POST" else None)
-            statuses.append(r.status_code)
+            statuses.append((r.status_code, malformed))
 
     async with httpx.AsyncClient(timeout=3600) as client:
-        await asyncio.gather(*(one(client, *req) for req in todo))
+        await asyncio.gather(*(one(client, *req) for req in mixed_requests(n)))
+    wrong = sum((not 400 <= s < 500) if bad else s != 200 for s, bad in statuses)
     return {
         "requests": len(statuses),
-        "4xx": sum(400 <= s < 500 for s in statuses),
-        "5xx": sum(s >= 500 for s in statuses),
+        "malformed": sum(bad for _, bad in statuses),
+        "4xx": sum(400 <= s < 500 for s, _ in statuses),
+        "5xx": sum(s >= 500 for s, _ in statuses),
+        "unexpected": wrong,
     }
 
 
@@ -321,7 +304,8 @@ def main() -> None:
                 }
                 m = rows["mixed"]
                 print(
-                    f"mixed load: {m['requests']} requests, {m['4xx']} 4xx, {m['5xx']} 5xx, "
+                    f"mixed load: {m['requests']} requests ({m['malformed']} malformed), {m['4xx']} 4xx, "
+                    f"{m['5xx']} 5xx, {m['unexpected']} unexpected, "
                     f"RSS {before / 2**30:.2f} -> "
                     f"{m['rss_after'] / 2**30:.2f} GiB",
                     flush=True,

@@ -210,3 +210,16 @@ def test_two_models_may_not_share_a_name(tmp_path):
 
     tiny = str(checkpoint_dir("janus-pro-1b-tiny"))
     assert_one_line_error(run_janus("serve", "-m", tiny, "-m", tiny), "one name")
+
+
+def test_the_benchmark_imports_and_its_mixed_load_is_a_fifth_malformed():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "serve.py"
+    spec = importlib.util.spec_from_file_location("benchmark_serve", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert callable(bench.main)
+    requests = bench.mixed_requests(100)
+    assert len(requests) == 102 and sum(r[3] for r in requests) == 20

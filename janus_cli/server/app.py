@@ -12,6 +12,7 @@ scheduler.py, whose worker thread alone runs the model) and await its events (ss
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -200,6 +201,7 @@ def create_app(models: list[Model], options: Options):
             Mount("/static", StaticFiles(directory=STATIC)),
         ]
 
+    @contextlib.asynccontextmanager
     async def lifespan(app):
         for m in models:
             m.scheduler.start()

@@ -21,6 +21,7 @@ from janus_cli.pipelines import rows as rows_module
 from janus_cli.pipelines.batching import ImageJob
 from janus_cli.pipelines.events import ImageReady
 from janus_cli.pipelines.image_to_text import DescribeSettings
+from janus_cli.pipelines.images import make_images
 from janus_cli.pipelines.scheduler import (
     Finished,
     ImageDone,
@@ -33,8 +34,8 @@ from janus_cli.pipelines.scheduler import (
     TextRequest,
 )
 from janus_cli.pipelines.session import open_session
-from janus_cli.pipelines.text_to_image import GenerateSettings, generate_jobs
-from janus_cli.pipelines.text_to_image_flow import FlowSettings, generate_flow_jobs
+from janus_cli.pipelines.text_to_image import GenerateSettings
+from janus_cli.pipelines.text_to_image_flow import FlowSettings
 
 TOKENS = 100  # a 10 x 10 code grid
 TIMEOUT = 120
@@ -100,7 +101,7 @@ class Events:
 
 def alone(session, prompt, settings):
     """What `janus generate` makes for PROMPT alone: codes of image k."""
-    events = generate_jobs(session, [ImageJob(prompt, settings)], batch_size=8)
+    events = make_images(session, [ImageJob(prompt, settings)], 8)
     return {e.index: pixels_codes(e.pixels) for e in events if isinstance(e, ImageReady)}
 
 
@@ -220,7 +221,7 @@ def test_greedy_golden_image_and_text_while_it_runs(full, monkeypatch):
     assert done[0].tokens == len(u["greedy_ids"]) and done[0].prompt_tokens == len(u["input_ids"])
     assert done[0].finish_reason == "length"
     assert torch.equal(torch.cat(decoded), gt["generate.greedy_codes"])
-    golden = torch.from_numpy(np.asarray(Image.open(FIXTURES / "goldens" / "janus-pro-1b-tiny.greedy0.png")))
+    golden = torch.from_numpy(np.array(Image.open(FIXTURES / "goldens" / "janus-pro-1b-tiny.greedy0.png")))
     for k in (0, 1):
         assert_uint8_close(torch.from_numpy(image.images()[k].pixels), golden)
 
@@ -328,7 +329,7 @@ def flow():
 
 
 def test_janusflow_requests_queued_together_share_a_batch(flow, monkeypatch):
-    """Two requests queued together run as one batch and get generate_flow_jobs' images (the
+    """Two requests queued together run as one batch and get make_images' images (the
     VAE is a stand-in that shows the latents); a question on JanusFlow gets the golden answer."""
     session, vae = flow
     monkeypatch.setattr(vae, "decode", lambda latent: latent[:, :3].float().clamp(-1, 1))  # (1, 3, 48, 48)
@@ -338,7 +339,7 @@ def test_janusflow_requests_queued_together_share_a_batch(flow, monkeypatch):
     )
     jobs = [ImageJob(FOX, FlowSettings(n=1, seed=3, steps=1, cfg=2.0)),
             ImageJob(WHALE, FlowSettings(n=1, seed=5, steps=1, cfg=2.0, noise="official"))]  # fmt: skip
-    want = [e for e in generate_flow_jobs(session, vae, jobs, batch_size=4) if isinstance(e, ImageReady)]
+    want = [e for e in make_images(session, jobs, 4, vae=vae) if isinstance(e, ImageReady)]
     u = golden_json("janusflow-1.3b-tiny")["understand"]
     question = TextRequest(["<image_placeholder>\n" + u["question"]], [load_image(image_path(u["image"]))],
                            DescribeSettings(max_tokens=24))  # fmt: skip

@@ -4,7 +4,8 @@ Each image has a conditional row and, with guidance, an unconditional one, in on
 An image's prompt is prefilled alone (as `generate_image_tokens` prefills a single prompt), its
 rows join at the shared slot, and from then on every token step is one forward of all rows.
 Images that agree on `GenerateSettings.batch_key` form a group sampled by one sampler over their
-own generators (seed + k), so an image gets the codes it gets alone whatever shares its steps.
+own generators (`image_seed(k)`: seed + k), so an image gets the codes it gets alone whatever
+shares its steps.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class ImageRows:
         logits = model.image_logits(hidden[torch.tensor(index, device=hidden.device)])  # (P*n, V_img)
         self.cache.reserve(len(ids), len(index), self.steps - 1)
         self.cache.join(kc, vc, index, self.steps - 1)
-        images = [ImageRow(job, k, make_generator(s.seed + k)) for k in ks]
+        images = [ImageRow(job, k, make_generator(s.image_seed(k))) for k in ks]  # seed + k, as alone
         self.rows += [(img, g == 1) for g in range(len(distinct)) for img in images]
         self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
         self.groups = []

@@ -10,9 +10,10 @@ from typing import Any, Literal
 import numpy as np
 
 from janus_cli.errors import InputError
+from janus_cli.pipelines.checks import problems
 from janus_cli.pipelines.image_to_text import DescribeSettings
 from janus_cli.pipelines.text_to_image import GenerateSettings, prompt_ids
-from janus_cli.pipelines.text_to_image_flow import NOISE_MODES, FlowSettings, flow_prompt_ids
+from janus_cli.pipelines.text_to_image_flow import FlowSettings, flow_prompt_ids
 from janus_cli.prompts import IMAGE_TAG, SYSTEM_PROMPT, understanding_ids
 
 
@@ -90,8 +91,8 @@ def check_request(session, request, has_vae: bool) -> Checked:
     s = request.settings
     if not isinstance(s, GenerateSettings | FlowSettings):
         raise InputError(f"image settings must be GenerateSettings or FlowSettings, not {type(s).__name__}")
-    if s.n < 1:
-        raise InputError(f"n is {s.n}: ask for at least one image")
+    for key, problem in problems(s.CHECKS, vars(s)):  # the checks every front end makes
+        raise InputError(f"{key} {problem}")
     if not math.isfinite(s.cfg):
         raise InputError(f"cfg {s.cfg} is not a number")
     if family == "janusflow":
@@ -101,18 +102,11 @@ def check_request(session, request, has_vae: bool) -> Checked:
             )
         if not has_vae:
             raise InputError(f"{session.name}: JanusFlow images need the SDXL VAE, and none was loaded")
-        if s.steps < 1:
-            raise InputError(f"steps is {s.steps}: at least 1")
-        if s.noise not in NOISE_MODES:
-            raise InputError(f"noise {s.noise!r}: choose {' or '.join(NOISE_MODES)}")
         return Checked("flow", flow_prompt_ids(session, request.prompt)[0])
     if not isinstance(s, GenerateSettings):
         raise InputError(
             f"{session.name} is a Janus model: its images take GenerateSettings, not FlowSettings"
         )
-    check_sampling(s.temperature, s.top_p)
-    if s.top_k is not None and s.top_k < 1:
-        raise InputError(f"top_k is {s.top_k}: at least 1")
     return Checked("image", prompt_ids(session, request.prompt))
 
 

@@ -292,7 +292,7 @@ class Scheduler:
             self._stats.image_tokens += len(rows.images)
             for img in complete:
                 self._image_done(
-                    img.job, img.k, img.job.settings.seed + img.k, lambda img=img: rows.decode(img)
+                    img.job, img.k, img.job.settings.image_seed(img.k), lambda img=img: rows.decode(img)
                 )
             self._drop_gone(rows, rows.images, lambda img: img.job, set(complete))
             if rows.rows:

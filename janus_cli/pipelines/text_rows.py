@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from janus_cli.imageio import preprocess
+from janus_cli.pipelines.batching import seed_for
 from janus_cli.pipelines.rows import RowCache, prefill
 from janus_cli.runtime import make_generator
 from janus_cli.sampling.logits import Sampler, make_sampler
@@ -54,7 +55,9 @@ class TextRows:
         logits = model.language_model.logits(hidden)  # (1, V)
         self.cache.reserve(len(job.ids), 1, job.max_tokens - 1)
         self.cache.join(kc, vc, [0], job.max_tokens - 1)
-        sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(s.seed)])
+        sampler = make_sampler(
+            s.temperature, None, s.top_p, [make_generator(seed_for(s.seed, 0))]
+        )  # reply's answer 0
         self.rows.append(TextRow(job, sampler))
         self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
 

@@ -261,13 +261,15 @@ def submit(m: Model, request, events: Events):
 
 
 async def _until_gone(events: Events, request: Request, ticket):
-    """EVENTS, cancelling TICKET if the client disconnects while they come."""
+    """EVENTS, cancelling TICKET if the client disconnects while they come, or if the handler
+    stops reading them (cancel is a no-op once the ticket finished)."""
     watcher = watch_disconnect(request.receive, ticket.cancel)
     try:
         async for event in events:
             yield event
     finally:
         watcher.cancel()
+        ticket.cancel()
 
 
 def _raise_unfinished(end) -> None:

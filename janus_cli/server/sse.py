@@ -54,7 +54,7 @@ def frame(data: dict) -> bytes:
 
 class EventStream:
     """A `text/event-stream` response of the frames CHUNKS yields (bytes, from `frame`);
-    ON_DISCONNECT runs if the client leaves before the end."""
+    ON_DISCONNECT (a ticket's cancel) runs when the client leaves, and once more at the end."""
 
     def __init__(
         self,
@@ -77,6 +77,7 @@ class EventStream:
             watcher.cancel()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except OSError:  # the connection broke while writing
-            self.on_disconnect()
+            pass
         finally:
             watcher.cancel()
+            self.on_disconnect()  # however the stream ended; a no-op for a finished ticket

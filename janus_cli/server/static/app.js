@@ -99,7 +99,8 @@ async function* sseJson(res) {
   for await (const data of sseData(res)) {
     if (data === "[DONE]") return;
     const event = JSON.parse(data);
-    if (event.error) throw new ApiError(event.error.message || "The server stopped with an error.", 0, event.error.param);
+    const { error } = event;
+    if (error) throw new ApiError(error.message || "The server stopped with an error.", 0, error.param);
     yield event;
   }
 }
@@ -124,7 +125,8 @@ function showError(err, form, fallback) {
     fieldError($("api-key"), err.message);
     $("api-key").focus();
   }
-  const control = err.param && (form.querySelector(`[data-param="${err.param}"]`) || document.querySelector(`.bar [data-param="${err.param}"]`));
+  const named = `[data-param="${err.param}"]`;
+  const control = err.param && (form.querySelector(named) || document.querySelector(`.bar ${named}`));
   if (control) fieldError(control, err.message);
   else fallback.textContent = err.message;
 }
@@ -172,7 +174,7 @@ let generating = null; // the AbortController of the running request
 
 const number = (id) => ($(id).value.trim() === "" ? undefined : Number($(id).value));
 
-/** The request body the form describes (our own fields cfg/temperature/steps ride along, as extra_body would). */
+/** The body the form describes; our fields (cfg, temperature, steps, noise) ride along, as in extra_body. */
 function imageRequest(prompt, n) {
   const flow = isFlow($("model").value);
   return {
@@ -249,7 +251,8 @@ async function generate(event) {
       },
     );
     seeds.sort((a, b) => a - b);
-    $("seed-used").textContent = seeds.length ? `used ${seeds.length > 1 ? `${seeds[0]}–${seeds.at(-1)}` : seeds[0]}` : "";
+    const range = seeds.length > 1 ? `${seeds[0]}–${seeds.at(-1)}` : `${seeds[0] ?? ""}`;
+    $("seed-used").textContent = range && `used ${range}`; // the seed shown after, also when left random
     $("generate-status").textContent = `${seeds.length} image${seeds.length === 1 ? "" : "s"} made.`;
     list.replaceChildren();
   } catch (err) {
@@ -271,7 +274,8 @@ async function generate(event) {
 const recipeEntries = (r) =>
   Object.entries(r).filter(([, v]) => v !== undefined && v !== null && v !== "");
 
-const slug = (text) => text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "image";
+const slug = (text) =>
+  text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "image";
 
 /** One gallery item, newest first: the image, its recipe, a download link and two re-make buttons. */
 function addToGallery(url, recipe) {
@@ -327,7 +331,9 @@ function remake(recipe, seed) {
   $("prompt").value = recipe.prompt;
   $("n").value = 1;
   $("seed").value = seed;
-  for (const key of ["cfg", "temperature", "steps", "noise"]) if (recipe[key] !== undefined) $(key).value = recipe[key];
+  for (const key of ["cfg", "temperature", "steps", "noise"]) {
+    if (recipe[key] !== undefined) $(key).value = recipe[key];
+  }
   selectTab($("tab-generate"));
   $("generate-form").requestSubmit();
 }

@@ -41,7 +41,7 @@ class RowCache:
 
     def __init__(self, llm, rows: int):
         self.llm = llm
-        self.capacity = rows  # rows allocated when the cache is (re)made
+        self.capacity = max(1, rows)  # rows allocated when the cache is (re)made
         self.k: list[Tensor] = []  # per layer (Rmax, Hkv, S, D)
         self.v: list[Tensor] = []
         self.rows = 0  # active rows: the prefix [0, rows)
@@ -66,7 +66,9 @@ class RowCache:
         elif target < prompt or target + needs > self.length:
             target = max(prompt, self.slot - min(self.pads))  # compact: no row keeps spare slots in front
         length = max(self.length, -(-(target + needs) // GROW) * GROW)
-        capacity = max(self.capacity, self.rows + rows)
+        capacity = self.capacity
+        if self.rows + rows > capacity:  # more rows than planned: double, so joins rarely copy
+            capacity = max(2 * capacity, self.rows + rows)
         if length > self.length or capacity > (self.k[0].shape[0] if self.k else 0):
             self._grow(capacity, length)
         if self.rows and target != self.slot:

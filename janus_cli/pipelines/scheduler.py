@@ -137,7 +137,7 @@ class Scheduler:
         self._images_q: deque[Ticket] = deque()  # image requests with images not started
         self._text_q: deque[Ticket] = deque()
         self._image_rows = ImageRows(session, max_batch) if self.family == "janus" else None
-        self._text_rows = TextRows(session, max_batch)
+        self._text_rows = TextRows(session)
         self._flow: FlowRun | None = None
         self._thread: threading.Thread | None = None
         self._closing = False

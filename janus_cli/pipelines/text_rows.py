@@ -32,11 +32,12 @@ class TextRow:
 class TextRows:
     """The running answers of one model."""
 
-    def __init__(self, session, max_rows: int):
+    def __init__(self, session):
         self.session = session
         self.model = session.model
         self.eos = session.tokenizer.special.eos
-        self.cache = RowCache(self.model.language_model, max_rows)
+        # one row to start with: answers can be long, so their cache rows are made as they come
+        self.cache = RowCache(self.model.language_model, 1)
         self.rows: list[TextRow] = []
         self.logits: Tensor | None = None  # (R, V) ready to sample
 

@@ -8,8 +8,9 @@ vocabulary), starts `janus serve` on a free loopback port and drives it with an 
 client (httpx.AsyncClient):
 
 - images/s and latency p50/p95 with K = 1, 4, 8 concurrent clients each asking for one image
-  (576 tokens, cfg 5), first against the server started with `--max-batch 1` (one image at a
-  time, what the official demo does), then against the default `--max-batch`;
+  (576 tokens, cfg 5), against a server started with `--max-batch 1` (one image at a time,
+  what the official demo does) and one with the default `--max-batch`, both up at once and
+  measured one right after the other at each K;
 - a chat request's time to first token (streamed, an image and a question) on the idle
   server, and while 8 images are generating;
 - a bounded mixed load (chats, image requests, model lists; a fifth of them malformed: bad
@@ -272,43 +273,41 @@ def main() -> None:
         "dtype": args.dtype,
         "quick": args.quick,
     }
-    for label, max_batch in (("one at a time", 1), ("batched", None)):
-        server = Server(model, args.dtype, max_batch)
-        try:
-            cases = []
-            for k in KS:
-                cases.append(asyncio.run(concurrent_images(server.url, k)))
-                c = cases[-1]
+    # Both servers up at once and each K measured on one right after the other, so that a
+    # shared machine's load drifts the same way for both sides of the ratio.
+    servers = {"one at a time": Server(model, args.dtype, 1), "batched": Server(model, args.dtype, None)}
+    try:
+        for label in servers:
+            rows[label] = []
+        for k in KS:
+            for label, server in servers.items():
+                c = asyncio.run(concurrent_images(server.url, k))
+                rows[label].append(c)
                 print(
                     f"{label:<14} K={k}  {c['images_per_s']:.3f} images/s  "
                     f"p50 {c['p50_s']:.1f}s  p95 {c['p95_s']:.1f}s",
                     flush=True,
                 )
-            rows[label] = cases
-            if max_batch is None:
-                rows["chat"] = asyncio.run(chat_latency(server.url, 1 if args.quick else 3))
-                print(
-                    f"chat time to first token: idle {rows['chat']['ttft_idle_s']:.2f}s, "
-                    "while 8 images generate "
-                    f"{rows['chat']['ttft_busy_s']:.2f}s",
-                    flush=True,
-                )
-                before = server.rss()
-                rows["mixed"] = asyncio.run(mixed_load(server.url, 60 if args.quick else 300))
-                rows["mixed"] |= {
-                    "rss_before": before,
-                    "rss_after": server.rss(),
-                    "server_alive": server.proc.poll() is None,
-                }
-                m = rows["mixed"]
-                print(
-                    f"mixed load: {m['requests']} requests ({m['malformed']} malformed), {m['4xx']} 4xx, "
-                    f"{m['5xx']} 5xx, {m['unexpected']} unexpected, "
-                    f"RSS {before / 2**30:.2f} -> "
-                    f"{m['rss_after'] / 2**30:.2f} GiB",
-                    flush=True,
-                )
-        finally:
+        servers.pop("one at a time").stop()
+        server = servers["batched"]
+        rows["chat"] = asyncio.run(chat_latency(server.url, 1 if args.quick else 3))
+        chat = rows["chat"]
+        print(
+            f"chat time to first token: idle {chat['ttft_idle_s']:.2f}s, "
+            f"while 8 images generate {chat['ttft_busy_s']:.2f}s",
+            flush=True,
+        )
+        before = server.rss()
+        m = rows["mixed"] = asyncio.run(mixed_load(server.url, 60 if args.quick else 300))
+        m |= {"rss_before": before, "rss_after": server.rss(), "server_alive": server.proc.poll() is None}
+        print(
+            f"mixed load: {m['requests']} requests ({m['malformed']} malformed), "
+            f"{m['4xx']} 4xx, {m['5xx']} 5xx, "
+            f"{m['unexpected']} unexpected, RSS {before / 2**30:.2f} -> {m['rss_after'] / 2**30:.2f} GiB",
+            flush=True,
+        )
+    finally:
+        for server in servers.values():
             server.stop()
     k8 = {label: rows[label][-1]["images_per_s"] for label in ("one at a time", "batched")}
     summary = {

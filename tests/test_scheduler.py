@@ -19,8 +19,8 @@ from janus_cli.imageio import load_image
 from janus_cli.pipelines import flow_run, image_rows
 from janus_cli.pipelines import rows as rows_module
 from janus_cli.pipelines.batching import ImageJob
-from janus_cli.pipelines.events import ImageReady
-from janus_cli.pipelines.image_to_text import DescribeSettings
+from janus_cli.pipelines.events import ImageReady, TextReady
+from janus_cli.pipelines.image_to_text import DescribeSettings, reply
 from janus_cli.pipelines.images import make_images
 from janus_cli.pipelines.scheduler import (
     Finished,
@@ -36,6 +36,7 @@ from janus_cli.pipelines.scheduler import (
 from janus_cli.pipelines.session import open_session
 from janus_cli.pipelines.text_to_image import GenerateSettings
 from janus_cli.pipelines.text_to_image_flow import FlowSettings
+from janus_cli.prompts import understanding_ids
 
 TOKENS = 100  # a 10 x 10 code grid
 TIMEOUT = 120
@@ -224,6 +225,48 @@ def test_greedy_golden_image_and_text_while_it_runs(full, monkeypatch):
     golden = torch.from_numpy(np.array(Image.open(FIXTURES / "goldens" / "janus-pro-1b-tiny.greedy0.png")))
     for k in (0, 1):
         assert_uint8_close(torch.from_numpy(image.images()[k].pixels), golden)
+
+
+def test_answers_joining_each_other_are_replys_answers(short, scheduler):
+    """Sampled answers (temperature, top_p, their own seeds) that join the running answers at
+    different slots stream what `reply` gives alone; system "" drops the system prompt."""
+    tok = short.tokenizer
+    story = ["Tell me a story."]
+    asks = [
+        TextRequest(story, settings=DescribeSettings(max_tokens=12, temperature=1.0, seed=7)),
+        TextRequest(
+            ["hi", "hello", "and then?"],
+            settings=DescribeSettings(max_tokens=9, temperature=0.8, top_p=0.9, seed=3),
+        ),
+        TextRequest(story, settings=DescribeSettings(max_tokens=5), system=""),
+    ]
+    wants = [
+        [e.text for e in reply(short, a.messages, a.images, a.settings) if isinstance(e, TextReady)]
+        for a in asks
+    ]
+    later, joined = [Events(), Events()], []
+
+    def join_later(event):
+        if isinstance(event, TextDelta) and not joined:
+            joined.append(True)
+            for ask, events in zip(asks[1:], later, strict=True):
+                scheduler.submit(ask, events)
+
+    first = Events(join_later)
+    scheduler.submit(asks[0], first)
+    assert [e.wait() for e in (first, *later)] == [Finished()] * 3
+    for i, events in enumerate((first, *later)):
+        (done,) = [e for e in events.events if isinstance(e, TextDone)]
+        assert "".join(e.text for e in events.events if isinstance(e, TextDelta)) == done.text
+        if i < 2:
+            assert [done.text] == wants[i]
+            system = None
+        else:
+            system = ""
+        ids = understanding_ids(tok, asks[i].messages, 576, *([] if system is None else [system]))
+        assert done.prompt_tokens == len(ids)
+        assert done.finish_reason == ("length" if done.tokens == asks[i].settings.max_tokens else "stop")
+    assert later[1].events[-2].prompt_tokens < first.events[-2].prompt_tokens  # no system prompt
 
 
 def test_cancel_mid_image_leaves_within_a_step_and_the_other_finishes(short, scheduler):

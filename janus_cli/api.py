@@ -104,7 +104,13 @@ class GeneratedImage:
 class Janus:
     """A loaded model. Make one with `janus_cli.load()`."""
 
-    def __init__(self, session: Session, revision: str | None = None, vae_ref: str | None = None, progress: bool = False):
+    def __init__(
+        self,
+        session: Session,
+        revision: str | None = None,
+        vae_ref: str | None = None,
+        progress: bool = False,
+    ):
         self.session = session
         self.revision = revision
         self._vae_ref, self._vae, self._progress = vae_ref, None, progress
@@ -112,7 +118,7 @@ class Janus:
 
     @property
     def family(self) -> str:
-        """"janus" (Janus-1.3B, Janus-Pro) or "janusflow"."""
+        """ "janus" (Janus-1.3B, Janus-Pro) or "janusflow"."""
         return self.session.config.family
 
     @property
@@ -131,12 +137,21 @@ class Janus:
 
     def __repr__(self) -> str:
         s = self.session
-        return f"Janus({s.name!r}, family={self.family!r}, device={s.device.type!r}, dtype={str(s.dtype).removeprefix('torch.')!r})"
+        dtype = str(s.dtype).removeprefix("torch.")
+        return f"Janus({s.name!r}, family={self.family!r}, device={s.device.type!r}, dtype={dtype!r})"
 
     # -- understanding --------------------------------------------------------------------
 
-    def describe(self, image, question: str | None = None, *, temperature: float = 0.0, top_p: float | None = None,
-                 max_tokens: int | None = None, seed: int | None = None) -> str:  # fmt: skip
+    def describe(
+        self,
+        image,
+        question: str | None = None,
+        *,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> str:
         """The answer to QUESTION (default: "Describe this image in detail.") about IMAGE.
 
         Args:
@@ -147,10 +162,22 @@ class Janus:
                 this many tokens (default 512, and what the context leaves). seed: for sampling
                 (default 0, as the CLI).
         """
-        return "".join(self.stream_describe(image, question, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed))
+        return "".join(
+            self.stream_describe(
+                image, question, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed
+            )
+        )
 
-    def stream_describe(self, image, question: str | None = None, *, temperature: float = 0.0, top_p: float | None = None,
-                        max_tokens: int | None = None, seed: int | None = None) -> Iterator[str]:  # fmt: skip
+    def stream_describe(
+        self,
+        image,
+        question: str | None = None,
+        *,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
         """`describe`, yielding the answer's text as it is decoded."""
         from janus_cli.pipelines.events import TextDelta
         from janus_cli.pipelines.image_to_text import describe
@@ -162,8 +189,15 @@ class Janus:
                 if isinstance(event, TextDelta):
                     yield event.text
 
-    def chat(self, images: Sequence = (), *, temperature: float = 0.0, top_p: float | None = None,
-             max_tokens: int | None = None, seed: int = 0) -> Chat:  # fmt: skip
+    def chat(
+        self,
+        images: Sequence = (),
+        *,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int = 0,
+    ) -> Chat:
         """A conversation about IMAGES (attached to the first message); answer t is seeded seed + t."""
         chat = Chat(self, _describe_settings("", temperature, top_p, max_tokens, seed))
         chat.attach(images)
@@ -217,10 +251,16 @@ class Janus:
         with self._lock:
             encoded, _ = check_prompts(self.session, jobs)
             size, _ = choose_batch_size(self.session, jobs, encoded, size)
-            extra = {"vae": self._vae_ref or "sdxl-vae", "noise": settings.noise} if self.family == "janusflow" else {}
+            extra = (
+                {"vae": self._vae_ref or "sdxl-vae", "noise": settings.noise}
+                if self.family == "janusflow"
+                else {}
+            )
             dtype = str(self.session.dtype).removeprefix("torch.")
             base = run_base(self.session.name, self.revision, dtype, self.session.quantize, **extra)
-            return self._collect(jobs, make_images(self.session, jobs, size, encoded, self.vae), base, on_step, cancel)
+            return self._collect(
+                jobs, make_images(self.session, jobs, size, encoded, self.vae), base, on_step, cancel
+            )
 
     def _collect(self, jobs, events, base: dict, on_step, cancel) -> list[GeneratedImage]:
         from PIL import Image
@@ -240,7 +280,15 @@ class Janus:
                         raise Cancelled("generation cancelled")
                 elif isinstance(event, ImageReady):
                     job, k = by_index[event.index]
-                    made.append(GeneratedImage(Image.fromarray(event.pixels), job.prompt, event.seed, event.index, _recipe(base, job, k)))
+                    made.append(
+                        GeneratedImage(
+                            Image.fromarray(event.pixels),
+                            job.prompt,
+                            event.seed,
+                            event.index,
+                            _recipe(base, job, k),
+                        )
+                    )
         finally:
             events.close()  # a cancelled or failed loop leaves its generator mid-batch
             self.session.model.language_model.free_cache()
@@ -253,14 +301,25 @@ class Janus:
             from janus_cli.pipelines.text_to_image_flow import FlowSettings as Settings
 
             _refuse(self.name, "JanusFlow", temperature=temperature, top_k=top_k, top_p=top_p)
-            values = {"n": n, "seed": seed, "cfg": 2.0 if cfg is None else cfg, "steps": 30 if steps is None else steps,
-                      "noise": "per-image" if noise is None else noise}  # fmt: skip
+            values = {
+                "n": n,
+                "seed": seed,
+                "cfg": 2.0 if cfg is None else cfg,
+                "steps": 30 if steps is None else steps,
+                "noise": "per-image" if noise is None else noise,
+            }
         else:
             from janus_cli.pipelines.text_to_image import GenerateSettings as Settings
 
             _refuse(self.name, "Janus", steps=steps, noise=noise)
-            values = {"n": n, "seed": seed, "cfg": 5.0 if cfg is None else cfg, "top_k": top_k, "top_p": top_p,
-                      "temperature": 1.0 if temperature is None else temperature}  # fmt: skip
+            values = {
+                "n": n,
+                "seed": seed,
+                "cfg": 5.0 if cfg is None else cfg,
+                "top_k": top_k,
+                "top_p": top_p,
+                "temperature": 1.0 if temperature is None else temperature,
+            }
         for key, problem in problems(Settings.CHECKS, values):
             raise InputError(f"{key} {problem}")
         return Settings(**values)
@@ -306,7 +365,9 @@ class Chat:
         settings = replace(self.settings, seed=seed_for(self.settings.seed, turn))
         answer = None
         with self.janus._lock:
-            for event in reply(self.janus.session, [*self._messages, message], [*self._images, *pending], settings):
+            for event in reply(
+                self.janus.session, [*self._messages, message], [*self._images, *pending], settings
+            ):
                 if isinstance(event, TextDelta):
                     yield event.text
                 elif isinstance(event, TextReady):
@@ -314,8 +375,10 @@ class Chat:
         self._messages += [message, answer.text]
         self._images += pending
         self._pending = []
-        self.history += [{"role": "user", "text": text, "images": len(pending)},
-                         {"role": "assistant", "text": answer.text, "tokens": answer.tokens, "seed": settings.seed}]  # fmt: skip
+        self.history += [
+            {"role": "user", "text": text, "images": len(pending)},
+            {"role": "assistant", "text": answer.text, "tokens": answer.tokens, "seed": settings.seed},
+        ]
 
 
 def _recipe(base: dict, job, k: int) -> dict:
@@ -339,14 +402,24 @@ def _batch_size(value: int | str) -> int | None:
     return value
 
 
-def _describe_settings(question: str, temperature: float, top_p: float | None, max_tokens: int | None, seed: int | None):
+def _describe_settings(
+    question: str, temperature: float, top_p: float | None, max_tokens: int | None, seed: int | None
+):
     from janus_cli.pipelines.checks import number, problems
     from janus_cli.pipelines.image_to_text import DescribeSettings
 
-    values = {"temperature": temperature, "top_p": top_p, "max_tokens": DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
-              "seed": 0 if seed is None else seed}  # fmt: skip
-    checks = {"temperature": number(float, 0), "top_p": number(float, 1e-9, 1, optional=True), "max_tokens": number(int, 1),
-              "seed": number(int, 0)}  # fmt: skip
+    values = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+        "seed": 0 if seed is None else seed,
+    }
+    checks = {
+        "temperature": number(float, 0),
+        "top_p": number(float, 1e-9, 1, optional=True),
+        "max_tokens": number(int, 1),
+        "seed": number(int, 0),
+    }
     for key, problem in problems(checks, values):
         raise InputError(f"{key} {problem}")
     return DescribeSettings(question=question, **values)

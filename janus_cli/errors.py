@@ -35,3 +35,9 @@ class Cancelled(JanusError):
     """A run stopped because its caller asked (a `cancel` event, Ctrl-C)."""
 
     exit_code = 130
+
+
+class ConnectionFailed(JanusError):
+    """A cluster (--ray-address, RAY_ADDRESS) is unreachable or refuses this process."""
+
+    exit_code = 6

@@ -84,7 +84,14 @@ def assert_uint8_close(actual, golden) -> None:
 def run_janus(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real command line (`python -m janus_cli`), as a user runs it."""
     env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "janus_cli", *args], capture_output=True, text=True, input=stdin, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "janus_cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env,
+        timeout=600,
+    )
 
 
 def wait_for_lines(path: Path, count: int, proc: subprocess.Popen) -> None:

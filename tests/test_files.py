@@ -53,8 +53,18 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path):
 
 def test_the_generate_run_writes_0644_files(tmp_path):
     tiny = str(checkpoint_dir("janus-pro-1b-tiny"))
-    r = subprocess.run(["sh", "-c", f'umask 022 && exec "{sys.executable}" -m janus_cli generate "a fox" -m {tiny} --dtype float32 -q '
-                        f"-o {tmp_path} --sidecar --manifest {tmp_path}/made.jsonl"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    r = subprocess.run(
+        [
+            "sh",
+            "-c",
+            f'umask 022 && exec "{sys.executable}" -m janus_cli generate "a fox" -m {tiny} --dtype '
+            f"float32 -q "
+            f"-o {tmp_path} --sidecar --manifest {tmp_path}/made.jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     made = sorted(tmp_path.iterdir())
     assert len(made) == 3 and all(mode(p) == 0o644 for p in made), [(p.name, oct(mode(p))) for p in made]
@@ -63,12 +73,35 @@ def test_the_generate_run_writes_0644_files(tmp_path):
 @pytest.mark.slow
 def test_two_runs_into_one_folder_both_succeed_with_their_own_names(tmp_path):
     tiny = str(checkpoint_dir("janus-pro-1b-tiny"))
-    command = [sys.executable, "-m", "janus_cli", "generate", "a red fox", "-m", tiny, "-n", "2", "--seed", "1", "--dtype", "float32", "-q", "-o", str(tmp_path)]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "janus_cli",
+        "generate",
+        "a red fox",
+        "-m",
+        tiny,
+        "-n",
+        "2",
+        "--seed",
+        "1",
+        "--dtype",
+        "float32",
+        "-q",
+        "-o",
+        str(tmp_path),
+    ]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in runs]
     assert [p.returncode for p in runs] == [0, 0], [e for _, e in outs]
     paths = [line for out, _ in outs for line in out.splitlines()]
-    assert len(paths) == 4 and len(set(paths)) == 4 and sorted(paths) == sorted(str(p) for p in tmp_path.iterdir())
+    assert (
+        len(paths) == 4
+        and len(set(paths)) == 4
+        and sorted(paths) == sorted(str(p) for p in tmp_path.iterdir())
+    )
 
 
 def test_an_output_that_cannot_be_written_fails_before_loading(tmp_path):
@@ -79,8 +112,20 @@ def test_an_output_that_cannot_be_written_fails_before_loading(tmp_path):
     assert r.returncode == OutputError.exit_code
     r = run("generate", "a fox", "-m", str(tmp_path / "no-model"), "-o", str(tmp_path / "file" / "{i}.png"))
     assert_one_line_error(r, "is a file, not a folder")
-    r = run("generate", "a fox", "-m", str(tmp_path / "no-model"), "--manifest", str(tmp_path / "file" / "m.jsonl"), "-o", str(tmp_path))
+    r = run(
+        "generate",
+        "a fox",
+        "-m",
+        str(tmp_path / "no-model"),
+        "--manifest",
+        str(tmp_path / "file" / "m.jsonl"),
+        "-o",
+        str(tmp_path),
+    )
     assert_one_line_error(r, "is a file, not a folder")
     if os.geteuid() != 0:  # root writes into read-only folders
         (tmp_path / "ro").mkdir(mode=0o555)
-        assert_one_line_error(run("generate", "a fox", "-m", str(tmp_path / "no-model"), "-o", str(tmp_path / "ro")), "not writable")
+        assert_one_line_error(
+            run("generate", "a fox", "-m", str(tmp_path / "no-model"), "-o", str(tmp_path / "ro")),
+            "not writable",
+        )

@@ -1,9 +1,9 @@
 """The dependency direction of janus_cli, read from the source: arrows point down, no cycles.
 
-    cli/  server/  distributed/        front ends
-            api                         the front door
-         pipelines/                     requests, batching, schedulers, events
-  models/ sampling/ kernels/ checkpoints/ and the helpers beside them
+  cli/  server/  distributed/        front ends
+          api                         the front door
+       pipelines/                     requests, batching, schedulers, events
+models/ sampling/ kernels/ checkpoints/ and the helpers beside them
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def violations(edges: dict[str, set[str]]) -> list[str]:
     for name, targets in edges.items():
         for package, banned in RULES.items():
             if name == package or name.startswith(package + "."):
-                out += [f"{name} imports {t}" for t in targets for b in banned if t == b or t.startswith(b + ".")]
+                out += [
+                    f"{name} imports {t}" for t in targets for b in banned if t == b or t.startswith(b + ".")
+                ]
     return out
 
 
@@ -98,12 +100,15 @@ def test_no_import_cycles():
     assert cycles(graph()) == []
 
 
-@pytest.mark.parametrize("bad", [
-    ("models/extra.py", "from janus_cli.pipelines.session import Session\n"),
-    ("pipelines/extra.py", "def f():\n    from janus_cli.cli import console\n"),
-    ("distributed/extra.py", "import janus_cli.cli.console\n"),
-    ("sampling/extra.py", "from janus_cli import api\n"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("models/extra.py", "from janus_cli.pipelines.session import Session\n"),
+        ("pipelines/extra.py", "def f():\n    from janus_cli.cli import console\n"),
+        ("distributed/extra.py", "import janus_cli.cli.console\n"),
+        ("sampling/extra.py", "from janus_cli import api\n"),
+    ],
+)
 def test_a_forbidden_import_is_caught(tmp_path, bad):
     import shutil
 

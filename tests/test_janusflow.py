@@ -6,7 +6,16 @@ import json
 
 import pytest
 import torch
-from conftest import FIXTURES, assert_close, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path, runtime_model
+from conftest import (
+    FIXTURES,
+    assert_close,
+    assert_uint8_close,
+    checkpoint_dir,
+    golden_json,
+    golden_tensors,
+    image_path,
+    runtime_model,
+)
 
 from janus_cli.checkpoints.load import UNUSED_PREFIXES, build_model
 from janus_cli.checkpoints.vae import load_vae
@@ -16,7 +25,14 @@ from janus_cli.imageio import PreprocessConfig, load_image, preprocess, to_uint8
 from janus_cli.pipelines.session import Session
 from janus_cli.pipelines.text_to_image_flow import flow_prompt_ids, initial_noise
 from janus_cli.prompts import understanding_ids
-from janus_cli.sampling.flow import euler_step, prefill_prompt, recompute_velocity, sample_flow, time_grid, velocity
+from janus_cli.sampling.flow import (
+    euler_step,
+    prefill_prompt,
+    recompute_velocity,
+    sample_flow,
+    time_grid,
+    velocity,
+)
 from janus_cli.sampling.logits import apply_cfg, make_sampler
 from janus_cli.sampling.text import generate_text
 from janus_cli.tokenizer import Tokenizer
@@ -70,8 +86,13 @@ def five_steps(model, prompt, gt):
 
 def test_parameters_are_the_checkpoint_keys(folder):
     manifest = json.loads((FIXTURES / "checkpoints" / NAME / "manifest.json").read_text())
-    keys = {t["key"]: tuple(t["shape"]) for t in manifest["tensors"] if not t["key"].startswith(UNUSED_PREFIXES)}
-    ours = {k: tuple(v.shape) for k, v in build_model(JanusConfig.from_file(folder / "config.json")).state_dict().items()}
+    keys = {
+        t["key"]: tuple(t["shape"]) for t in manifest["tensors"] if not t["key"].startswith(UNUSED_PREFIXES)
+    }
+    ours = {
+        k: tuple(v.shape)
+        for k, v in build_model(JanusConfig.from_file(folder / "config.json")).state_dict().items()
+    }
     assert ours == keys
 
 
@@ -142,10 +163,15 @@ def test_prefix_cache_equals_full_recompute(model, prompt, gt):
 
 def test_prompts_of_different_lengths_share_a_batch(model, session, gt):
     """Left-padded mixed prompts: each image's velocities are those of its prompt alone."""
-    (a, ua), (b, ub) = flow_prompt_ids(session, "a fox"), flow_prompt_ids(session, "a lighthouse on a cliff above a stormy sea")
+    (a, ua), (b, ub) = (
+        flow_prompt_ids(session, "a fox"),
+        flow_prompt_ids(session, "a lighthouse on a cliff above a stormy sea"),
+    )
     assert len(a) != len(b)
     z, t = gt["generate.z0"], time_grid(30, torch.float32)[0][17].expand(2)  # (2, L, H, W), (2,)
-    v = velocity(model, prefill_prompt(model, [a, b], [ua, ub], [1, 0], 576), z, t)  # image 0: prompt b, image 1: prompt a
+    v = velocity(
+        model, prefill_prompt(model, [a, b], [ua, ub], [1, 0], 576), z, t
+    )  # image 0: prompt b, image 1: prompt a
     assert_close(v[[0, 2]], recompute_velocity(model, b, ub, z[:1], t[:1]), rel=1e-5)
     assert_close(v[[1, 3]], recompute_velocity(model, a, ua, z[1:], t[1:]), rel=1e-5)
 

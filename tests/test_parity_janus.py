@@ -6,7 +6,15 @@ Covers the three published layouts: single `.bin` (pro-1b), sharded `.bin` (pro-
 
 import pytest
 import torch
-from conftest import assert_close, assert_uint8_close, checkpoint_dir, golden_json, golden_tensors, image_path, runtime_model
+from conftest import (
+    assert_close,
+    assert_uint8_close,
+    checkpoint_dir,
+    golden_json,
+    golden_tensors,
+    image_path,
+    runtime_model,
+)
 
 from janus_cli.imageio import load_image, preprocess, to_uint8
 from janus_cli.prompts import generation_ids, make_uncond_ids, understanding_ids
@@ -16,7 +24,13 @@ from janus_cli.sampling.text import generate_text
 from janus_cli.tokenizer import Tokenizer
 
 CHECKPOINTS = ["janus-pro-1b-tiny", "janus-pro-7b-tiny", "janus-1.3b-tiny"]
-IMAGES = {"square": "square0.png", "landscape": "landscape0.jpg", "portrait": "portrait0.png", "rgba": "rgba0.png", "grey": "grey0.png"}
+IMAGES = {
+    "square": "square0.png",
+    "landscape": "landscape0.jpg",
+    "portrait": "portrait0.png",
+    "rgba": "rgba0.png",
+    "grey": "grey0.png",
+}
 
 
 @pytest.fixture(scope="module", params=CHECKPOINTS)
@@ -86,14 +100,18 @@ def test_teacher_forced_cfg_logits(case):
         seen.append(logits.clone())
         return forced[:, len(seen) - 1]
 
-    list(generate_image_tokens(model, [ids], [make_uncond_ids(ids, tok.special.pad)], [0, 0], 5.0, teacher, 4))
+    list(
+        generate_image_tokens(model, [ids], [make_uncond_ids(ids, tok.special.pad)], [0, 0], 5.0, teacher, 4)
+    )
     assert_close(torch.stack(seen), gt["generate.teacher_forced_cfg_logits"])
 
 
 def test_greedy_image_generation(case):
     model, tok, gj, gt = case
     ids = gj["generate"]["input_ids"]
-    columns = generate_image_tokens(model, [ids], [make_uncond_ids(ids, tok.special.pad)], [0, 0], 5.0, make_sampler(0.0), 576)
+    columns = generate_image_tokens(
+        model, [ids], [make_uncond_ids(ids, tok.special.pad)], [0, 0], 5.0, make_sampler(0.0), 576
+    )
     codes = torch.stack(list(columns), dim=1)
     assert torch.equal(codes, gt["generate.greedy_codes"])
     image = model.decode_codes(codes[:1])

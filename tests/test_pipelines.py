@@ -32,7 +32,9 @@ def generate_images(session, prompt: str, s: GenerateSettings, batch_size: int =
 
 def codes_of(session, batch_size: int = 4, **settings) -> dict[int, torch.Tensor]:
     session.decoded.clear()
-    events = generate_images(session, "a red fox", GenerateSettings(temperature=1.0, top_k=50, **settings), batch_size)
+    events = generate_images(
+        session, "a red fox", GenerateSettings(temperature=1.0, top_k=50, **settings), batch_size
+    )
     seeds = [e.seed for e in events if isinstance(e, ImageReady)]
     return dict(zip(seeds, session.decoded, strict=True))
 
@@ -61,7 +63,11 @@ def test_mixed_prompts_in_one_batch_equal_one_by_one(session):
     settings = dict(temperature=1.0, top_k=50)
     jobs = [
         ImageJob("a red fox", GenerateSettings(n=2, seed=3, **settings), first=0),
-        ImageJob("a lighthouse on a cliff above a stormy sea at night", GenerateSettings(n=1, seed=11, **settings), first=2),
+        ImageJob(
+            "a lighthouse on a cliff above a stormy sea at night",
+            GenerateSettings(n=1, seed=11, **settings),
+            first=2,
+        ),
         ImageJob("owl", GenerateSettings(n=1, seed=5, **settings), first=3),
     ]
     session.decoded.clear()
@@ -80,7 +86,16 @@ def test_mixed_prompts_in_one_batch_equal_one_by_one(session):
 def test_images_with_other_sampling_settings_do_not_share_a_batch(session, monkeypatch):
     calls = []  # images per token loop
     loop = text_to_image.generate_image_tokens
-    monkeypatch.setattr(text_to_image, "generate_image_tokens", lambda model, p, u, image_prompt, *a: calls.append(len(image_prompt)) or loop(model, p, u, image_prompt, *a))
-    jobs = [ImageJob("a", GenerateSettings(n=2, cfg=5.0)), ImageJob("b", GenerateSettings(n=2, cfg=3.0), first=2)]
+    monkeypatch.setattr(
+        text_to_image,
+        "generate_image_tokens",
+        lambda model, p, u, image_prompt, *a: (
+            calls.append(len(image_prompt)) or loop(model, p, u, image_prompt, *a)
+        ),
+    )
+    jobs = [
+        ImageJob("a", GenerateSettings(n=2, cfg=5.0)),
+        ImageJob("b", GenerateSettings(n=2, cfg=3.0), first=2),
+    ]
     list(generate_jobs(session, jobs, batch_size=4))
     assert calls == [2, 2]

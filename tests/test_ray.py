@@ -67,18 +67,42 @@ def local_captions(photos) -> dict[str, dict]:
 
 
 def describe_on_ray(address: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "janus_cli", "describe", *args, "-m", tiny(), "--engine", "ray", "--ray-address", address, *FAST]
+    return [
+        sys.executable,
+        "-m",
+        "janus_cli",
+        "describe",
+        *args,
+        "-m",
+        tiny(),
+        "--engine",
+        "ray",
+        "--ray-address",
+        address,
+        *FAST,
+    ]
 
 
 # ---- no cluster needed -----------------------------------------------------------------
 
 
 def test_work_units_are_the_local_forward_batches():
-    fox, owl, hen = (ImageJob(p, GenerateSettings(n=n, seed=s, cfg=c), first) for p, n, s, c, first in
-                     [("a fox", 3, 10, 5.0, 0), ("an owl", 2, 20, 5.0, 3), ("a hen", 2, 30, 3.0, 5)])  # fmt: skip
+    fox, owl, hen = (
+        ImageJob(p, GenerateSettings(n=n, seed=s, cfg=c), first)
+        for p, n, s, c, first in [
+            ("a fox", 3, 10, 5.0, 0),
+            ("an owl", 2, 20, 5.0, 3),
+            ("a hen", 2, 30, 3.0, 5),
+        ]
+    )
     cut = [[(job.prompt, k) for job, k in batch] for batch in image_batches([fox, owl, hen], 2)]
     # prompts share a forward; a change of sampling settings starts a new one
-    assert cut == [[("a fox", 0), ("a fox", 1)], [("a fox", 2), ("an owl", 0)], [("an owl", 1)], [("a hen", 0), ("a hen", 1)]]
+    assert cut == [
+        [("a fox", 0), ("a fox", 1)],
+        [("a fox", 2), ("an owl", 0)],
+        [("an owl", 1)],
+        [("a hen", 0), ("a hen", 1)],
+    ]
 
 
 def test_without_ray_one_line_says_how_to_install_it(tmp_path):
@@ -101,38 +125,84 @@ def test_describe_matches_local_and_records_a_corrupt_image(address, photos, loc
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "broken.png").write_bytes(image_path("square0.png").read_bytes()[:1000])  # a PNG cut short
     manifest = tmp_path / "captions.jsonl"
-    args = (str(folder), "--workers", "2", "--keep-going", "--jsonl", "--manifest", str(manifest), "--format", "parquet")
+    args = (
+        str(folder),
+        "--workers",
+        "2",
+        "--keep-going",
+        "--jsonl",
+        "--manifest",
+        str(manifest),
+        "--format",
+        "parquet",
+    )
     r = subprocess.run(describe_on_ray(address, *args), capture_output=True, text=True, timeout=600)
     assert r.returncode == 1, r.stderr
     records = by_file(json_lines(r.stdout))
     assert by_file(Manifest(manifest).records()) == records
     import pyarrow.parquet as pq
 
-    table = by_file(pq.read_table(tmp_path / "captions.parquet").to_pylist())  # every key a column, absent = null
+    table = by_file(
+        pq.read_table(tmp_path / "captions.parquet").to_pylist()
+    )  # every key a column, absent = null
     assert table == {name: {k: record.get(k) for k in table[name]} for name, record in records.items()}
     assert "broken.png" in records.pop("broken.png")["error"]
     assert records == local_captions
-    assert [line for line in r.stderr.splitlines() if line.startswith("error: ")][-1] == "error: 1 of 3 images failed"
+    assert [line for line in r.stderr.splitlines() if line.startswith("error: ")][
+        -1
+    ] == "error: 1 of 3 images failed"
 
 
 def test_generate_from_a_prompts_file_gives_the_local_png_bytes(address, tmp_path):
     # -b 2: the fox and the owl share a forward (prompts of different lengths), the hen runs alone
-    (tmp_path / "prompts.jsonl").write_text('a red fox\nan owl on a branch at night\n{"prompt": "a hen", "seed": 9, "cfg": 3}\n')
-    common = ["-f", str(tmp_path / "prompts.jsonl"), "-m", tiny(), "--seed", "5", "--dtype", "float32", "-b", "2", "--jsonl", "-q"]
+    (tmp_path / "prompts.jsonl").write_text(
+        'a red fox\nan owl on a branch at night\n{"prompt": "a hen", "seed": 9, "cfg": 3}\n'
+    )
+    common = [
+        "-f",
+        str(tmp_path / "prompts.jsonl"),
+        "-m",
+        tiny(),
+        "--seed",
+        "5",
+        "--dtype",
+        "float32",
+        "-b",
+        "2",
+        "--jsonl",
+        "-q",
+    ]
     local = run("generate", *common, "-o", str(tmp_path / "local"), env=ONE_THREAD)
     assert local.returncode == 0, local.stderr
     manifest = tmp_path / "images.jsonl"
-    remote = run("generate", *common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--ray-address", address, "--workers", "2", "--manifest", str(manifest))
+    remote = run(
+        "generate",
+        *common,
+        "-o",
+        str(tmp_path / "ray"),
+        "--engine",
+        "ray",
+        "--ray-address",
+        address,
+        "--workers",
+        "2",
+        "--manifest",
+        str(manifest),
+    )
     assert remote.returncode == 0, remote.stderr
     mine = sorted(json_lines(remote.stdout), key=lambda r: r["index"])
     assert sorted(Manifest(manifest).records(), key=lambda r: r["index"]) == mine
     theirs = json_lines(local.stdout)
-    assert [{**r, "path": Path(r["path"]).name} for r in mine] == [{**r, "path": Path(r["path"]).name} for r in theirs]
-    for a, b in zip(mine, theirs):
+    assert [{**r, "path": Path(r["path"]).name} for r in mine] == [
+        {**r, "path": Path(r["path"]).name} for r in theirs
+    ]
+    for a, b in zip(mine, theirs, strict=True):
         assert Path(a["path"]).read_bytes() == Path(b["path"]).read_bytes()
 
 
-def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(address, photos, local_captions, tmp_path):
+def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(
+    address, photos, local_captions, tmp_path
+):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -142,7 +212,12 @@ def test_resume_after_a_killed_run_redoes_nothing_and_loses_nothing(address, pho
     kill_after_first_item(describe_on_ray(address, str(table), "--manifest", str(manifest)), manifest)
     before = Manifest(manifest).records()
     assert 1 <= len(before) < len(IMAGES)
-    r = subprocess.run([*describe_on_ray(address, str(table), "--manifest", str(manifest), "--resume", "--jsonl")], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [*describe_on_ray(address, str(table), "--manifest", str(manifest), "--resume", "--jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     redone = {Path(d["image"]).name for d in json_lines(r.stdout)}
     assert redone.isdisjoint(by_file(before))
@@ -154,16 +229,29 @@ def test_a_killed_actor_loses_no_item(address, photos, local_captions, tmp_path)
     table = tmp_path / "photos.jsonl"
     table.write_text("".join(json.dumps({"image": str(photos / name)}) + "\n" for name in IMAGES))
     manifest = tmp_path / "captions.jsonl"
-    proc = subprocess.Popen(describe_on_ray(address, str(table), "--manifest", str(manifest)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        describe_on_ray(address, str(table), "--manifest", str(manifest)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_lines(manifest, 1, proc)
-        [pid] = [a["Pid"] for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"] and a["State"] == "ALIVE"]
+        [pid] = [
+            a["Pid"]
+            for a in ray._private.state.actors().values()
+            if "MapWorker" in a["ActorClassName"] and a["State"] == "ALIVE"
+        ]
         os.kill(pid, signal.SIGKILL)  # mid-way through the second image's batch
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert any(a["NumRestarts"] >= 1 for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"])
+    assert any(
+        a["NumRestarts"] >= 1
+        for a in ray._private.state.actors().values()
+        if "MapWorker" in a["ActorClassName"]
+    )
     records = Manifest(manifest).records()
     assert len(records) == len(IMAGES) and by_file(records) == local_captions
 
@@ -171,12 +259,36 @@ def test_a_killed_actor_loses_no_item(address, photos, local_captions, tmp_path)
 def test_flow_generate_with_the_official_noise_gives_the_local_png_bytes(address, tmp_path):
     # --noise official draws all of a prompt's latents from one seed: the job runs as one unit
     flow = "janusflow-1.3b-tiny"
-    common = ["a hen", "-n", "2", "--noise", "official", "--steps", "1", "--seed", "4", "-m", str(checkpoint_dir(flow)),
-              "--vae", str(checkpoint_dir(f"{flow}-vae")), "--dtype", "float32", "--jsonl", "-q"]  # fmt: skip
+    common = [
+        "a hen",
+        "-n",
+        "2",
+        "--noise",
+        "official",
+        "--steps",
+        "1",
+        "--seed",
+        "4",
+        "-m",
+        str(checkpoint_dir(flow)),
+        "--vae",
+        str(checkpoint_dir(f"{flow}-vae")),
+        "--dtype",
+        "float32",
+        "--jsonl",
+        "-q",
+    ]
     local = run("flow-generate", *common, "-o", str(tmp_path / "local"), env=ONE_THREAD)
     assert local.returncode == 0, local.stderr
-    remote = run("flow-generate", *common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--ray-address", address)
+    remote = run(
+        "flow-generate", *common, "-o", str(tmp_path / "ray"), "--engine", "ray", "--ray-address", address
+    )
     assert remote.returncode == 0, remote.stderr
     mine, theirs = json_lines(remote.stdout), json_lines(local.stdout)
-    assert [{**r, "path": Path(r["path"]).name} for r in mine] == [{**r, "path": Path(r["path"]).name} for r in theirs]
-    assert all(Path(a["path"]).read_bytes() == Path(b["path"]).read_bytes() for a, b in zip(mine, theirs))
+    assert [{**r, "path": Path(r["path"]).name} for r in mine] == [
+        {**r, "path": Path(r["path"]).name} for r in theirs
+    ]
+    assert all(
+        Path(a["path"]).read_bytes() == Path(b["path"]).read_bytes()
+        for a, b in zip(mine, theirs, strict=True)
+    )

@@ -14,7 +14,7 @@ from janus_cli.kernels import build
 from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, use_rows_layers
 from janus_cli.kernels.rows import RowsLinear
 from janus_cli.models.layout import swap_linears
-from janus_cli.models.llama import MLP, Attention, Block, KVCache, Llama, RMSNorm, rms_norm
+from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
 from janus_cli.models.quantize import Int8Linear
 from janus_cli.pipelines.session import rows_linear
 
@@ -65,46 +65,6 @@ def attention(heads: int, kv_heads: int, d: int, seed: int) -> Attention:
         max_position_embeddings=64,
     )
     return randomized(Attention(cfg), seed)
-
-
-@pytest.mark.parametrize("heads,kv_heads,d", [(4, 2, 64), (2, 2, 128)])  # GQA; Janus's head size
-@pytest.mark.parametrize("per_row", [False, True])  # one RoPE angle for all rows; each its own (left padding)
-def test_rope_into_the_cache_is_pytorchs_to_the_bit(heads, kv_heads, d, per_row):
-    ref = attention(heads, kv_heads, d, seed=d)
-    fast = RowsAttention(copy.deepcopy(ref))
-    b, slots, gen = 3, 7, torch.Generator().manual_seed(0)
-    for m in (ref, fast):
-        m.cache = KVCache(b, kv_heads, slots, d, BF16, torch.device("cpu"))
-    for slot in (0, 4):
-        # a fused projection's output
-        qkv = torch.randn(b, 1, (heads + 2 * kv_heads) * d, generator=gen).to(BF16)
-        qkv[..., ::16] = 0.0  # zero pairs (x[i], x[i + D/2]): the signs of -0.0 must match too
-        q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
-        cos, sin = (torch.randn(b if per_row else 1, 1, 1, d, generator=gen).to(BF16) for _ in range(2))
-        pos = torch.tensor([slot])
-        want = Attention.place(ref, q, k, v, cos, sin, pos, slot + 1)
-        got = fast.place(q, k, v, cos, sin, pos, slot + 1)
-        for w, g in zip(want, got, strict=True):  # q (B, H, 1, D); the cache's first slot + 1 keys and values
-            assert g.shape == w.shape and torch.equal(bits(g), bits(w))
-    assert torch.equal(bits(fast.cache.k), bits(ref.cache.k)) and torch.equal(
-        bits(fast.cache.v), bits(ref.cache.v)
-    )
-
-
-def test_rope_outside_the_kernels_reach_goes_to_pytorch(monkeypatch):
-    fast = RowsAttention(attention(2, 2, 16, seed=0))  # D = 16: not a multiple of 32
-    fast.cache = KVCache(1, 2, 4, 16, BF16, torch.device("cpu"))
-    calls = []
-    monkeypatch.setattr(Attention, "place", lambda self, *a: calls.append(a[0].shape))
-    x = torch.randn(1, 1, 3 * 32).to(BF16)
-    fast.place(
-        *x.split(32, -1),
-        torch.ones(1, 1, 1, 16, dtype=BF16),
-        torch.zeros(1, 1, 1, 16, dtype=BF16),
-        torch.tensor([0]),
-        1,
-    )
-    assert calls == [(1, 1, 32)]
 
 
 @pytest.mark.parametrize("rows", [1, 8])
@@ -164,15 +124,6 @@ def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
     assert fallbacks == [5] * 4 + [1] * 8
 
 
-def test_a_slot_past_the_cache_is_pytorchs_error_not_a_stray_write():
-    fast = RowsAttention(attention(2, 2, 32, seed=0))
-    fast.cache = KVCache(1, 2, 4, 32, BF16, torch.device("cpu"))
-    qkv = torch.randn(1, 1, 3 * 64).to(BF16)
-    rope = torch.ones(1, 1, 1, 32, dtype=BF16)
-    with pytest.raises((IndexError, RuntimeError)):
-        fast.place(*qkv.split(64, -1), rope, rope, torch.tensor([4]), 5)  # slot 4 of a 4-slot cache
-
-
 def on_the_kernels(llm: Llama, int8: bool) -> Llama:
     """LLM's copy as prepare_model lays it out: int8 if asked, the blocks, then every linear."""
     fast = copy.deepcopy(llm)
@@ -188,9 +139,10 @@ def on_the_kernels(llm: Llama, int8: bool) -> Llama:
 @pytest.mark.parametrize("heads,kv_heads", [(4, 2), (2, 2)])  # GQA with D = 64; D = 128 as in Janus
 def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8, padded, heads, kv_heads):
     """One decoder on the kernels twice: its token steps once by janus_block_step, once by the
-    block's modules one by one (Block.forward, what RowsBlock falls back to). Hidden states and
-    caches agree within a bf16 step (silu's exp is not PyTorch's; here they are equal), and every
-    step took the call."""
+    block's modules one by one (Block.forward, what RowsBlock falls back to). The call's
+    attention sums in fp32 where PyTorch's eager path rounds scores and probabilities to bf16,
+    so hidden states and caches agree to that rounding (a dropped residual or a wrong head is
+    far outside it), and every step took the call."""
     cfg = LlamaConfig(
         hidden_size=256,
         intermediate_size=176,
@@ -217,14 +169,66 @@ def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8,
     for pos in range(6, 11):
         x = torch.randn(3, 1, 256, generator=gen).to(BF16)
         got, want = (m(x, torch.tensor([pos]), used=pos + 1, pad=pad) for m in (one_call, modules))
-        assert within_a_step(got, want)
+        assert close(got, want)
     assert calls == [3] * 2 * 5  # 2 layers, 5 steps
     for a, b in zip(one_call.model.layers, modules.model.layers, strict=True):
-        assert within_a_step(a.self_attn.cache.k, b.self_attn.cache.k) and within_a_step(
+        assert close(a.self_attn.cache.k, b.self_attn.cache.k) and close(
             a.self_attn.cache.v, b.self_attn.cache.v
         )
 
 
-def within_a_step(got: torch.Tensor, want: torch.Tensor) -> bool:
-    """Every element of GOT equals WANT's or is a neighbouring bf16 value."""
-    return bool(((got.float() - want.float()).abs() <= want.float().abs() * 2**-7).all())
+def close(got: torch.Tensor, want: torch.Tensor) -> bool:
+    """GOT follows WANT to bf16 attention rounding: within 2 % of WANT's largest value."""
+    return bool((got.float() - want.float()).abs().max() <= 2e-2 * want.float().abs().max())
+
+
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (2, 2)])  # GQA with D = 64; D = 128 as in Janus
+@pytest.mark.parametrize("padded", [False, True])  # one RoPE angle for all rows; each its own (left padding)
+def test_the_one_calls_rope_into_the_cache_is_pytorchs_to_the_bit(monkeypatch, heads, kv_heads, padded):
+    """The first layer's cache after token steps by janus_block_step and by the block's modules:
+    the same norm and projection kernels feed both, so RoPE and the cache write must agree to the
+    bit, the signs of zeros included (keys with zero pairs, at positions where cos < 0)."""
+    cfg = LlamaConfig(
+        hidden_size=256,
+        intermediate_size=176,
+        num_layers=1,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        vocab_size=64,
+    )
+    llm = randomized(Llama(cfg), 7)
+    with torch.no_grad():
+        llm.model.layers[0].self_attn.k_proj.weight[::16] = 0  # keys with zero pairs (i, i + D/2)
+    one_call = on_the_kernels(llm, int8=False)
+    modules = copy.deepcopy(one_call)
+    modules.model.layers[0].__class__ = Block
+    lib, calls = build.load_rows()[0], []
+    block_step = lib.janus_block_step
+    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-7]) or block_step(*a))
+    pad = torch.tensor([0, 3, 1]) if padded else None
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(3, 2, 256, generator=gen).to(BF16)
+    for m in (one_call, modules):
+        m.setup_cache(rows=3, length=12)
+        m(x, torch.arange(2), used=2, pad=pad)
+    for pos in range(2, 12):  # cos of the first angle turns negative from position 2 on
+        x = torch.randn(3, 1, 256, generator=gen).to(BF16)
+        for m in (one_call, modules):
+            m(x, torch.tensor([pos]), used=pos + 1, pad=pad)
+    assert calls == [3] * 10
+    a, b = one_call.model.layers[0].self_attn.cache, modules.model.layers[0].self_attn.cache
+    assert (bits(a.k) == bits(torch.tensor(-0.0, dtype=BF16))).any()  # negative zeros were written
+    assert torch.equal(bits(a.k), bits(b.k)) and torch.equal(bits(a.v), bits(b.v))
+
+
+def test_a_slot_past_the_cache_is_pytorchs_error_not_a_stray_write(monkeypatch):
+    cfg = LlamaConfig(
+        hidden_size=64, intermediate_size=96, num_layers=1, num_heads=2, num_kv_heads=2, vocab_size=64
+    )
+    fast = on_the_kernels(randomized(Llama(cfg), 0), int8=False)
+    lib, calls = build.load_rows()[0], []
+    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a))
+    fast.setup_cache(rows=1, length=4)
+    with pytest.raises((IndexError, RuntimeError)):
+        fast(torch.randn(1, 1, 64).to(BF16), torch.tensor([4]), used=5)  # slot 4 of a 4-slot cache
+    assert calls == []

@@ -14,6 +14,7 @@ from janus_cli.cli.flow import flow_generate
 from janus_cli.cli.generate import generate
 from janus_cli.cli.models import models
 from janus_cli.cli.serve import serve
+from janus_cli.cli.show import show
 
 app = typer.Typer(
     name="janus",
@@ -28,6 +29,7 @@ app.command(no_args_is_help=True)(generate)
 app.command("flow-generate", no_args_is_help=True)(flow_generate)
 app.command()(chat)
 app.command(no_args_is_help=True)(convert)
+app.command(no_args_is_help=True)(show)
 app.add_typer(models)
 app.command()(serve)
 

@@ -44,28 +44,13 @@ def handle_errors() -> Iterator[None]:
             traceback.print_exc()
             raise typer.Exit(70) from None
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        raise fail(f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)", 70) from None
+        raise fail(
+            f"unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)", 70
+        ) from None
 
 
 def show_progress(quiet: bool) -> bool:
     return not quiet and err.is_terminal
-
-
-def progress_bar(quiet: bool):
-    """A Rich progress bar on stderr; a disabled one when stderr is not a terminal."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=err, disable=not show_progress(quiet), transient=True,
-    )  # fmt: skip
 
 
 # What a command loads besides the LLM (the models' PARTS): describe never reads the image
@@ -73,8 +58,17 @@ def progress_bar(quiet: bool):
 UNDERSTANDING, GENERATION = ("understanding",), ("generation",)
 
 
-def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: bool, quantize: str = "none",
-               compile: bool = False, parts: tuple[str, ...] | None = None, vae: str | None = None):  # fmt: skip
+def open_model(
+    ref: str,
+    device: str,
+    dtype: str,
+    revision: str | None,
+    quiet: bool,
+    quantize: str = "none",
+    compile: bool = False,
+    parts: tuple[str, ...] | None = None,
+    vae: str | None = None,
+):
     """`janus_cli.load` with a spinner and a "loaded ..." line on stderr."""
     import time
 
@@ -83,11 +77,16 @@ def open_model(ref: str, device: str, dtype: str, revision: str | None, quiet: b
     t0 = time.perf_counter()
     shown = show_progress(quiet)
     with err.status(f"loading {ref}", spinner="dots") if shown else contextlib.nullcontext():
-        model = janus_cli.load(ref, device, dtype, quantize, revision, vae, compile=compile, parts=parts, progress=shown)
+        model = janus_cli.load(
+            ref, device, dtype, quantize, revision, vae, compile=compile, parts=parts, progress=shown
+        )
     if shown:
         s = model.session
         name = str(s.dtype).removeprefix("torch.") + (f", {s.quantize}" if s.quantize != "none" else "")
-        err.print(f"loaded {ref} ({name}, {s.device.type}{kernel_note(s)}) in {time.perf_counter() - t0:.1f}s", markup=False)
+        err.print(
+            f"loaded {ref} ({name}, {s.device.type}{kernel_note(s)}) in {time.perf_counter() - t0:.1f}s",
+            markup=False,
+        )
     return model
 
 

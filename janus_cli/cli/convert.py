@@ -7,17 +7,28 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import console, options
+from janus_cli.cli import console, options, terminal
 
 DTYPES = ("bfloat16", "float32")
 
 
 def convert(
-    src: Annotated[str, typer.Argument(help="Checkpoint: a folder, a hub repo id (deepseek-community/* too), or an alias.")],
+    src: Annotated[
+        str,
+        typer.Argument(help="Checkpoint: a folder, a hub repo id (deepseek-community/* too), or an alias."),
+    ],
     dst: Annotated[str, typer.Argument(help="Output folder (created; must be empty unless --overwrite).")],
-    dtype: Annotated[str | None, typer.Option("--dtype", help="Cast floating tensors: bfloat16 or float32 (default: keep).")] = None,
-    max_shard_size: Annotated[str, typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size.")] = "5GB",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty DST (only once the new one is verified).")] = False,
+    dtype: Annotated[
+        str | None,
+        typer.Option("--dtype", help="Cast floating tensors: bfloat16 or float32 (default: keep)."),
+    ] = None,
+    max_shard_size: Annotated[
+        str,
+        typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size."),
+    ] = "5GB",
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty DST (only once the new one is verified).")
+    ] = False,
     as_json: options.Json = False,
     quiet: options.Quiet = False,
     revision: options.Revision = None,
@@ -47,22 +58,43 @@ def convert(
         import torch
 
         t0 = time.perf_counter()
-        with console.err.status("converting", spinner="dots") if console.show_progress(quiet) else _null() as spin:
+        with (
+            console.err.status("converting", spinner="dots")
+            if console.show_progress(quiet)
+            else _null() as spin
+        ):
             status = (lambda s: spin.update(s)) if spin is not None else (lambda s: None)
-            result = run(folder, Path(dst), dtype=getattr(torch, dtype) if dtype else None,
-                         max_shard_bytes=shard, overwrite=overwrite, status=status)  # fmt: skip
+            result = run(
+                folder,
+                Path(dst),
+                dtype=getattr(torch, dtype) if dtype else None,
+                max_shard_bytes=shard,
+                overwrite=overwrite,
+                status=status,
+            )
         seconds = time.perf_counter() - t0
         if as_json:
-            doc = {"path": str(result.folder), "source": str(folder), "source_layout": result.layout,
-                   "files": list(result.files), "tensors": result.tensors, "bytes": result.bytes,
-                   "dtype": dtype, "seconds": round(seconds, 3)}  # fmt: skip
+            doc = {
+                "path": str(result.folder),
+                "source": str(folder),
+                "source_layout": result.layout,
+                "files": list(result.files),
+                "tensors": result.tensors,
+                "bytes": result.bytes,
+                "dtype": dtype,
+                "seconds": round(seconds, 3),
+            }
             typer.echo(json.dumps(doc, indent=2))
         else:
             typer.echo(str(result.folder))
         if not quiet:
             gb = result.bytes / 1e9
-            console.err.print(f"{result.tensors} tensors ({gb:.2f} GB) in {len(result.files)} file(s), "
-                             f"verified, in {seconds:.1f}s", markup=False)  # fmt: skip
+            console.err.print(
+                f"{terminal.plural(result.tensors, 'tensor')} ({gb:.2f} GB) in "
+                f"{terminal.plural(len(result.files), 'file')}, "
+                f"verified, in {seconds:.1f}s",
+                markup=False,
+            )
 
 
 def _null():

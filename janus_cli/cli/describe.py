@@ -7,27 +7,64 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import console, inputs, options, tables
+from janus_cli.cli import console, inputs, options, tables, terminal
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.options import OUTPUT, RUNTIME, SAMPLING
 
 
 def describe(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted), globs, tables (.parquet or .jsonl with an image column), or - for image bytes on stdin.")],
-    prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question. Use <image_placeholder> to place images yourself.")] = "Describe this image in detail.",
-    together: Annotated[bool, typer.Option("--together", help="One conversation about all the images, instead of one per image.")] = False,
+    images: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders (their images, sorted), globs, tables (.parquet or .jsonl "
+            "with an image column), or - for image bytes on stdin."
+        ),
+    ],
+    prompt: Annotated[
+        str,
+        typer.Option(
+            "--prompt", "-p", help="The question. Use <image_placeholder> to place images yourself."
+        ),
+    ] = "Describe this image in detail.",
+    together: Annotated[
+        bool,
+        typer.Option("--together", help="One conversation about all the images, instead of one per image."),
+    ] = False,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, rich_help_panel=SAMPLING)] = 512,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.0, rich_help_panel=SAMPLING, help="0 (default) is greedy, like the official inference.")] = 0.0,
-    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
-    seed: Annotated[int, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image i of the list answers with seed+i.")] = 0,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature",
+            "-t",
+            min=0.0,
+            rich_help_panel=SAMPLING,
+            help="0 (default) is greedy, like the official inference.",
+        ),
+    ] = 0.0,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image i of the list answers with seed+i."
+        ),
+    ] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, rich_help_panel=RUNTIME)] = 4,
     shard: options.Shard = None,
     keep_going: options.KeepGoing = False,
     manifest: options.Manifest = None,
     resume: options.Resume = False,
     manifest_format: options.Format = options.ManifestFormat.jsonl,
-    as_json: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout.")] = False,
-    as_jsonl: Annotated[bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", rich_help_panel=OUTPUT, help="One JSON object per image (per line) on stdout."
+        ),
+    ] = False,
+    as_jsonl: Annotated[
+        bool, typer.Option("--jsonl", rich_help_panel=OUTPUT, help="The same as --json.")
+    ] = False,
     quiet: options.Quiet = False,
     model: options.Model = "janus-pro-1b",
     device: options.Device = "auto",
@@ -63,7 +100,9 @@ def describe(
             raise console.fail("--top-p must be in (0, 1]")
         as_lines = inputs.output_mode(as_json, as_jsonl) != "text"
         if together and (shard or keep_going or manifest or resume):
-            raise console.fail("--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume")
+            raise console.fail(
+                "--together is one conversation: it takes no --shard, --keep-going, --manifest or --resume"
+            )
         on_ray = engine is options.EngineName.ray
         if on_ray:
             if together:
@@ -79,7 +118,9 @@ def describe(
 
         names = inputs.expand_images(images)
         done = describing.finished(log.records()) if resume else set()
-        items = describing.pick_items(names, inputs.shard_range(len(names), inputs.parse_shard(shard)), done, prompt)
+        items = describing.pick_items(
+            names, inputs.shard_range(len(names), inputs.parse_shard(shard)), done, prompt
+        )
         if on_ray and inputs.STDIN in names:
             raise console.fail("--engine ray reads image files: `-` (stdin) runs with --engine local")
         stdin = inputs.read_stdin_bytes([name for _, name in items])
@@ -88,12 +129,29 @@ def describe(
                 if name != inputs.STDIN:
                     inputs.probe_image(name)  # fail on a missing or non-image file before loading the model
         if not items:
-            console.err.print("nothing to do: every image is done" if done else "nothing to do: this shard is empty", markup=False)
+            console.err.print(
+                "nothing to do: every image is done" if done else "nothing to do: this shard is empty",
+                markup=False,
+            )
             return
         from janus_cli.pipelines.image_to_text import DescribeSettings
 
-        settings = DescribeSettings(question=prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
-        base = {"model": model, "prompt": prompt, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
+        settings = DescribeSettings(
+            question=prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        base = {
+            "model": model,
+            "prompt": prompt,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
         stream = not as_lines and not on_ray and (together or len(items) == 1)
         failures: list[str] = []
 
@@ -101,12 +159,12 @@ def describe(
             if log is not None:
                 log.append(record)
             if as_lines:
-                typer.echo(json.dumps(record, ensure_ascii=False))
+                terminal.result(json.dumps(record, ensure_ascii=False))
 
         def on_text(name: str, text: str, tokens: int) -> None:
             emit({"image": name, "text": text, **base, "tokens": tokens})
             if not as_lines:
-                typer.echo("" if stream else f"==> {name} <==\n{text}\n")
+                terminal.result("" if stream else f"==> {name} <==\n{text}\n")
 
         def on_error(name: str, message: str) -> None:
             failures.append(name)
@@ -121,9 +179,19 @@ def describe(
 
                 t0 = time.perf_counter()
                 opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
-                tokens = describe_on_ray(opts, ModelRef(model, device, dtype, revision, quantize, parts=console.UNDERSTANDING), items, settings, keep_going, on_text, on_error)
+                tokens = describe_on_ray(
+                    opts,
+                    ModelRef(model, device, dtype, revision, quantize, parts=console.UNDERSTANDING),
+                    items,
+                    settings,
+                    keep_going,
+                    on_text,
+                    on_error,
+                )
             else:
-                session = console.open_model(model, device, dtype, revision, quiet, quantize, parts=console.UNDERSTANDING).session
+                session = console.open_model(
+                    model, device, dtype, revision, quiet, quantize, parts=console.UNDERSTANDING
+                ).session
                 t0 = time.perf_counter()
 
                 def load(name: str):
@@ -131,14 +199,29 @@ def describe(
 
                 if together:
                     pictures = [load(name) for _, name in items]
-                    tokens = describing.answer(session, [pictures], [", ".join(name for _, name in items)], settings, on_delta, on_text)
+                    tokens = describing.answer(
+                        session,
+                        [pictures],
+                        [", ".join(name for _, name in items)],
+                        settings,
+                        on_delta,
+                        on_text,
+                    )
                 else:
-                    tokens = describing.describe_items(session, items, load, settings, keep_going, on_delta, on_text, on_error)
+                    with terminal.progress(quiet or stream) as bar:
+                        on_text, on_error = terminal.counted(bar, "describing", len(items), on_text, on_error)
+                        tokens = describing.describe_items(
+                            session, items, load, settings, keep_going, on_delta, on_text, on_error
+                        )
         finally:  # what finished, also when a failure or an interrupt ends the run
             if parquet is not None:
                 tables.write_parquet(log.records(), parquet)
         seconds = time.perf_counter() - t0
         if not quiet:
-            console.err.print(f"{tokens} tokens in {seconds:.1f}s ({tokens / seconds:.1f} tokens/s), {console.peak_memory()}", markup=False)
+            console.err.print(
+                f"{terminal.plural(tokens, 'token')} in {seconds:.1f}s ({tokens / seconds:.1f} "
+                f"tokens/s), {console.peak_memory()}",
+                markup=False,
+            )
         if failures:
             raise console.fail(f"{len(failures)} of {len(items)} images failed", 1)

@@ -42,8 +42,17 @@ def open_images(req) -> ImageEngine:
     """Load the model here (or use REQ.loaded), or, for Ray, only what the driver needs to check
     the work. REQ: an image_run.Request."""
     if req.ray is None:
-        model = req.loaded or console.open_model(req.model, req.device, req.dtype, req.revision, req.out.quiet, req.quantize,
-                                                 req.compile, console.GENERATION, req.vae)  # fmt: skip
+        model = req.loaded or console.open_model(
+            req.model,
+            req.device,
+            req.dtype,
+            req.revision,
+            req.out.quiet,
+            req.quantize,
+            req.compile,
+            console.GENERATION,
+            req.vae,
+        )
         model.session.require(req.family, req.command)
         return ImageEngine(model.session, str(model.session.dtype).removeprefix("torch."), model.vae)
     from janus_cli.distributed.cluster import ModelRef
@@ -51,6 +60,10 @@ def open_images(req) -> ImageEngine:
     from janus_cli.runtime import choose_quantize
 
     choose_quantize(req.quantize)  # a bad value fails here, not in every worker
-    ref = ModelRef(req.model, req.device, req.dtype, req.revision, req.quantize, req.compile, console.GENERATION)
+    ref = ModelRef(
+        req.model, req.device, req.dtype, req.revision, req.quantize, req.compile, console.GENERATION
+    )
     task = ImageTask(req.family, req.command, req.vae)
-    return ImageEngine(light_session(ref, task, req.out.quiet), worker_dtype(ref, req.ray), None, req.ray, ref, task)
+    return ImageEngine(
+        light_session(ref, task, req.out.quiet), worker_dtype(ref, req.ray), None, req.ray, ref, task
+    )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from janus_cli.cli import console, engines, image_run, inputs, jobs, options, tables
+from janus_cli.cli import preview as previews
 from janus_cli.cli.options import RUNTIME, SAMPLING
 
 
@@ -17,15 +18,51 @@ class Noise(str, Enum):
 
 
 def flow_generate(
-    prompt: Annotated[str | None, typer.Argument(help="The prompt, or - to read one prompt per line from stdin.", show_default=False)] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help="The prompt, or - to read one prompt per line from stdin.", show_default=False),
+    ] = None,
     prompts_file: options.PromptsFile = None,
-    n: Annotated[int, typer.Option("-n", "--num-images", min=1, rich_help_panel=SAMPLING, help="Images per prompt.")] = 1,
-    steps: Annotated[int, typer.Option("--steps", min=1, rich_help_panel=SAMPLING, help="Euler steps from noise (t=0) to image (t=1).")] = 30,
-    cfg: Annotated[float, typer.Option("--cfg", min=0.0, rich_help_panel=SAMPLING, help="Classifier-free guidance weight on the velocity (1 = off).")] = 2.0,
-    seed: Annotated[int | None, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Random if unset; printed.")] = None,
-    noise: Annotated[Noise, typer.Option("--noise", rich_help_panel=SAMPLING,
-        help="per-image: image k uses seed+k (same image whatever -n); official: one draw for all images, as the official demo.")] = Noise.per_image,  # fmt: skip
-    vae: Annotated[str, typer.Option("--vae", envvar="JANUS_VAE", rich_help_panel=RUNTIME, help="SDXL VAE: a folder, a hub repo id or an alias.")] = "sdxl-vae",
+    n: Annotated[
+        int, typer.Option("-n", "--num-images", min=1, rich_help_panel=SAMPLING, help="Images per prompt.")
+    ] = 1,
+    steps: Annotated[
+        int,
+        typer.Option(
+            "--steps", min=1, rich_help_panel=SAMPLING, help="Euler steps from noise (t=0) to image (t=1)."
+        ),
+    ] = 30,
+    cfg: Annotated[
+        float,
+        typer.Option(
+            "--cfg",
+            min=0.0,
+            rich_help_panel=SAMPLING,
+            help="Classifier-free guidance weight on the velocity (1 = off).",
+        ),
+    ] = 2.0,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Random if unset; printed."),
+    ] = None,
+    noise: Annotated[
+        Noise,
+        typer.Option(
+            "--noise",
+            rich_help_panel=SAMPLING,
+            help="per-image: image k uses seed+k (same image whatever -n); official: one draw for "
+            "all images, as the official demo.",
+        ),
+    ] = Noise.per_image,
+    vae: Annotated[
+        str,
+        typer.Option(
+            "--vae",
+            envvar="JANUS_VAE",
+            rich_help_panel=RUNTIME,
+            help="SDXL VAE: a folder, a hub repo id or an alias.",
+        ),
+    ] = "sdxl-vae",
     batch_size: options.BatchSize = "auto",
     shard: options.Shard = None,
     output: options.Output = ".",
@@ -38,6 +75,7 @@ def flow_generate(
     as_json: options.Json = False,
     as_jsonl: options.Jsonl = False,
     quiet: options.Quiet = False,
+    preview: previews.Preview = None,
     model: options.Model = "janusflow-1.3b",
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
@@ -62,15 +100,41 @@ def flow_generate(
       janus flow-generate --prompts-file prompts.jsonl -o out/ --jsonl
     """
     with console.handle_errors():
+        previews.choose(preview)
         if noise is Noise.official and (shard or resume):
-            raise console.fail("--noise official draws all of a prompt's images at once: it takes no --shard or --resume")
+            raise console.fail(
+                "--noise official draws all of a prompt's images at once: it takes no --shard or --resume"
+            )
         from janus_cli.pipelines.text_to_image_flow import FlowSettings
 
-        image_run.run(image_run.Request(
-            "janusflow", "janus flow-generate", jobs.read_prompts(prompt, prompts_file), FlowSettings,
-            {"n": n, "seed": seed, "cfg": cfg, "steps": steps, "noise": noise.value}, ("n", "seed", "cfg", "steps"),
-            image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar,
-                             tables.parquet_copy(manifest, manifest_format is options.ManifestFormat.parquet)),
-            model, device, dtype, quantize, revision, False, vae, console.batch_size(batch_size),
-            inputs.parse_shard(shard), engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
-        ))  # fmt: skip
+        image_run.run(
+            image_run.Request(
+                "janusflow",
+                "janus flow-generate",
+                jobs.read_prompts(prompt, prompts_file),
+                FlowSettings,
+                {"n": n, "seed": seed, "cfg": cfg, "steps": steps, "noise": noise.value},
+                ("n", "seed", "cfg", "steps"),
+                image_run.Output(
+                    output,
+                    overwrite,
+                    inputs.output_mode(as_json, as_jsonl),
+                    quiet,
+                    manifest,
+                    resume,
+                    keep_going,
+                    sidecar,
+                    tables.parquet_copy(manifest, manifest_format is options.ManifestFormat.parquet),
+                ),
+                model,
+                device,
+                dtype,
+                quantize,
+                revision,
+                False,
+                vae,
+                console.batch_size(batch_size),
+                inputs.parse_shard(shard),
+                engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
+            )
+        )

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from janus_cli.cli import console, engines, image_run, inputs, jobs, options, recipes, tables
+from janus_cli.cli import preview as previews
 from janus_cli.cli.options import SAMPLING
 
 RECIPE = ("prompt", "seed", "cfg", "temperature", "top_k", "top_p", "model", "revision", "quantize")
@@ -14,16 +15,49 @@ RECIPE = ("prompt", "seed", "cfg", "temperature", "top_k", "top_p", "model", "re
 
 def generate(
     ctx: typer.Context,
-    prompt: Annotated[str | None, typer.Argument(help="The prompt, or - to read one prompt per line from stdin.", show_default=False)] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Argument(help="The prompt, or - to read one prompt per line from stdin.", show_default=False),
+    ] = None,
     prompts_file: options.PromptsFile = None,
-    from_image: Annotated[str | None, typer.Option("--from-image", show_default=False,
-        help="Re-make a PNG written by janus generate from its metadata (prompt, seed, sampling, model); options given here win.")] = None,  # fmt: skip
-    n: Annotated[int, typer.Option("-n", "--num-images", min=1, rich_help_panel=SAMPLING, help="Images per prompt.")] = 1,
-    cfg: Annotated[float, typer.Option("--cfg", min=0.0, rich_help_panel=SAMPLING, help="Classifier-free guidance scale (1 = off).")] = 5.0,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", min=0.0, rich_help_panel=SAMPLING, help="0 picks the most likely token.")] = 1.0,
+    from_image: Annotated[
+        str | None,
+        typer.Option(
+            "--from-image",
+            show_default=False,
+            help="Re-make a PNG written by janus generate from its metadata (prompt, seed, "
+            "sampling, model); options given here win.",
+        ),
+    ] = None,
+    n: Annotated[
+        int, typer.Option("-n", "--num-images", min=1, rich_help_panel=SAMPLING, help="Images per prompt.")
+    ] = 1,
+    cfg: Annotated[
+        float,
+        typer.Option(
+            "--cfg", min=0.0, rich_help_panel=SAMPLING, help="Classifier-free guidance scale (1 = off)."
+        ),
+    ] = 5.0,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            "--temperature", "-t", min=0.0, rich_help_panel=SAMPLING, help="0 picks the most likely token."
+        ),
+    ] = 1.0,
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, rich_help_panel=SAMPLING)] = None,
-    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)] = None,
-    seed: Annotated[int | None, typer.Option("--seed", "-s", min=0, rich_help_panel=SAMPLING, help="Image k uses seed+k (random if unset; printed).")] = None,
+    top_p: Annotated[
+        float | None, typer.Option("--top-p", min=0.0, max=1.0, rich_help_panel=SAMPLING)
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            "-s",
+            min=0,
+            rich_help_panel=SAMPLING,
+            help="Image k uses seed+k (random if unset; printed).",
+        ),
+    ] = None,
     batch_size: options.BatchSize = "auto",
     shard: options.Shard = None,
     output: options.Output = ".",
@@ -36,6 +70,7 @@ def generate(
     as_json: options.Json = False,
     as_jsonl: options.Jsonl = False,
     quiet: options.Quiet = False,
+    preview: previews.Preview = None,
     model: options.Model = "janus-pro-1b",
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
@@ -64,10 +99,21 @@ def generate(
 
       janus generate -f prompts.txt -o out/ --manifest out/made.jsonl --resume --shard 2/4
 
-      janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 --manifest out/made.jsonl
+      janus generate -f prompts.txt -o out/ --engine ray --workers 8 --gpus-per-worker 1 -q
     """
     with console.handle_errors():
-        v = dict(prompt=prompt, seed=seed, cfg=cfg, temperature=temperature, top_k=top_k, top_p=top_p, model=model, revision=revision, quantize=quantize)
+        previews.choose(preview)
+        v = dict(
+            prompt=prompt,
+            seed=seed,
+            cfg=cfg,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            model=model,
+            revision=revision,
+            quantize=quantize,
+        )
         if from_image is not None:
             v = recipes.apply_recipe(ctx, recipes.read_recipe(from_image), v, RECIPE)
         if v["top_p"] is not None and v["top_p"] <= 0:
@@ -75,11 +121,34 @@ def generate(
         from janus_cli.pipelines.text_to_image import GenerateSettings
 
         sampling = {k: v[k] for k in ("cfg", "temperature", "top_k", "top_p")}
-        image_run.run(image_run.Request(
-            "janus", "janus generate", jobs.read_prompts(v["prompt"], prompts_file), GenerateSettings,
-            {"n": n, "seed": v["seed"], **sampling}, ("n", "seed", *sampling),
-            image_run.Output(output, overwrite, inputs.output_mode(as_json, as_jsonl), quiet, manifest, resume, keep_going, sidecar,
-                             tables.parquet_copy(manifest, manifest_format is options.ManifestFormat.parquet)),
-            v["model"], device, dtype, v["quantize"], v["revision"], compile, None, console.batch_size(batch_size),
-            inputs.parse_shard(shard), engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
-        ))  # fmt: skip
+        image_run.run(
+            image_run.Request(
+                "janus",
+                "janus generate",
+                jobs.read_prompts(v["prompt"], prompts_file),
+                GenerateSettings,
+                {"n": n, "seed": v["seed"], **sampling},
+                ("n", "seed", *sampling),
+                image_run.Output(
+                    output,
+                    overwrite,
+                    inputs.output_mode(as_json, as_jsonl),
+                    quiet,
+                    manifest,
+                    resume,
+                    keep_going,
+                    sidecar,
+                    tables.parquet_copy(manifest, manifest_format is options.ManifestFormat.parquet),
+                ),
+                v["model"],
+                device,
+                dtype,
+                v["quantize"],
+                v["revision"],
+                compile,
+                None,
+                console.batch_size(batch_size),
+                inputs.parse_shard(shard),
+                engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
+            )
+        )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from janus_cli.cli import console, engines, inputs, jobs
+from janus_cli.cli import console, engines, inputs, jobs, preview, terminal
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.naming import Names, write_sidecar
 from janus_cli.errors import InputError
@@ -89,13 +89,20 @@ def run(req: Request) -> None:
     out.check_writable()
     defaults = dict(req.defaults)
     if defaults["seed"] is None and out.resume:  # the seed the resumed run picked
-        defaults["seed"] = jobs.recorded_seed(req.lines, jobs.make_jobs(req.lines, req.settings, {**defaults, "seed": 0}, req.overridable), log.records())
+        defaults["seed"] = jobs.recorded_seed(
+            req.lines,
+            jobs.make_jobs(req.lines, req.settings, {**defaults, "seed": 0}, req.overridable),
+            log.records(),
+        )
     defaults["seed"] = pick_seed(defaults["seed"])
     work = jobs.make_jobs(req.lines, req.settings, defaults, req.overridable, req.first)
     work = select_images(work, inputs.shard_range(sum(j.n for j in work), req.shard).__contains__)
     p = plan(work, req.model, out, log)
     if not p.work:
-        console.err.print("nothing to do: every image is made" if work else "nothing to do: this shard is empty", markup=False)
+        console.err.print(
+            "nothing to do: every image is made" if work else "nothing to do: this shard is empty",
+            markup=False,
+        )
         return
     from janus_cli.pipelines.images import batch_size, check_prompts, make_images, run_base
 
@@ -104,7 +111,11 @@ def run(req: Request) -> None:
     encoded, refused = check_prompts(session, p.work, out.keep_going)
     p.failed = [(j, refused[j.prompt]) for j in p.work if j.prompt in refused]
     p.work = [j for j in p.work if j.prompt not in refused]
-    size, why = (req.batch_size or 4, None) if engine.ray is not None else batch_size(session, p.work, encoded, req.batch_size)
+    size, why = (
+        (req.batch_size or 4, None)
+        if engine.ray is not None
+        else batch_size(session, p.work, encoded, req.batch_size)
+    )
     if why and not out.quiet:
         console.err.print(why, markup=False)
     extra = {"vae": req.vae or "sdxl-vae", "noise": defaults["noise"]} if req.family == "janusflow" else {}
@@ -127,10 +138,14 @@ def plan(work: list[ImageJob], model: str, out: Output, log: Manifest | None) ->
             same = {"prompt": job.prompt, "seed": job.seed_of(k), "model": model, **job.settings.options()}
             if all(r.get(key) == value for key, value in same.items()):
                 done[r["index"]] = Path(r["path"])
-    planned = [{"index": j.first + k, "seed": j.seed_of(k), "prompt": j.prompt, "model": model} for j in work for k in range(j.n)]
+    planned = [
+        {"index": j.first + k, "seed": j.seed_of(k), "prompt": j.prompt, "model": model}
+        for j in work
+        for k in range(j.n)
+    ]
     names = Names(out.target, planned, out.overwrite, own=set(done.values()))
     if done and not out.quiet:
-        console.err.print(f"resuming: {len(done)} images already made", markup=False)
+        console.err.print(f"resuming: {terminal.plural(len(done), 'image')} already made", markup=False)
     return Plan(select_images(work, lambda i: i not in done), names)
 
 
@@ -145,7 +160,9 @@ def write_images(p: Plan, events: Iterator, base: dict, out: Output, log: Manife
             w.emit(w.record(job, k, error=message))
     if not out.quiet and p.work:
         seeds = sorted({j.settings.seed for j in p.work})
-        console.err.print(f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False)
+        console.err.print(
+            f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}", markup=False
+        )
     t0 = time.perf_counter()
     try:
         w.render(events)
@@ -156,10 +173,15 @@ def write_images(p: Plan, events: Iterator, base: dict, out: Output, log: Manife
             tables.write_parquet(log.records(), out.parquet)
     seconds = time.perf_counter() - t0
     if out.mode == "json":
-        typer.echo(json.dumps({"images": w.records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2))
+        typer.echo(
+            json.dumps({"images": w.records, "seconds": round(seconds, 3)}, ensure_ascii=False, indent=2)
+        )
     if not out.quiet and w.made:
-        noun = "image" if w.made == 1 else "images"
-        console.err.print(f"{w.made} {noun} in {seconds:.1f}s ({w.made / seconds:.3f} images/s), {console.peak_memory()}", markup=False)
+        console.err.print(
+            f"{terminal.plural(w.made, 'image')} in {seconds:.1f}s ({w.made / seconds:.3f} "
+            f"images/s), {console.peak_memory()}",
+            markup=False,
+        )
     failed = len(w.records) - w.made
     if failed:
         raise console.fail(f"{failed} of {len(w.records)} images failed", 1)
@@ -184,9 +206,9 @@ class _Writer:
             self.log.append(record)
         self.records.append(record)
         if self.out.mode == "jsonl":
-            typer.echo(json.dumps(record, ensure_ascii=False))
+            terminal.result(json.dumps(record, ensure_ascii=False))
         elif self.out.mode == "text" and "path" in record:
-            typer.echo(record["path"])
+            terminal.result(record["path"])
 
     def save(self, index: int, pixels, record: dict) -> dict:
         """Write the PNG (and sidecar) under the image's planned name, or, when another run
@@ -212,7 +234,7 @@ class _Writer:
         from janus_cli.pipelines.events import ImageFailed, ImageReady, Step
 
         total = len(self.waiting)
-        with console.progress_bar(self.out.quiet) as bar:
+        with terminal.progress(self.out.quiet) as bar:
             task = bar.add_task("generating", total=total)
             for event in events:
                 if isinstance(event, Step):
@@ -226,5 +248,7 @@ class _Writer:
                     self.emit(self.record(*self.waiting.pop(event.index), error=event.error))
                 elif isinstance(event, ImageReady):
                     job, k = self.waiting.pop(event.index)
-                    self.emit(self.save(event.index, event.pixels, self.record(job, k)))
+                    record = self.save(event.index, event.pixels, self.record(job, k))
+                    self.emit(record)
+                    preview.show(record["path"], self.out.quiet)
                     self.made += 1

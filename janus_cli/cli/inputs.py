@@ -15,7 +15,7 @@ GLOB_CHARS = "*?["
 
 
 def output_mode(as_json: bool, as_jsonl: bool) -> str:
-    """"text", "json" (one document) or "jsonl" (one line per item as it finishes)."""
+    """ "text", "json" (one document) or "jsonl" (one line per item as it finishes)."""
     if as_json and as_jsonl:
         raise InputError("--json and --jsonl: choose one")
     return "json" if as_json else "jsonl" if as_jsonl else "text"
@@ -39,7 +39,9 @@ def expand_images(args: list[str]) -> list[str]:
             names += tables.table_images(arg)
         elif os.path.isdir(arg):
             suffixes = image_suffixes()
-            found = sorted(str(p) for p in Path(arg).iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+            found = sorted(
+                str(p) for p in Path(arg).iterdir() if p.is_file() and p.suffix.lower() in suffixes
+            )
             if not found:
                 raise InputError(f"{arg}: a folder with no images in it")
             names += found

@@ -16,8 +16,16 @@ def read_prompts(prompt: str | None, prompts_file: str | None) -> list[dict]:
     """One dict per prompt: {"prompt": ...} from the argument or stdin (`-`), or the lines of
     PROMPTS_FILE (text, or JSON objects with overrides); refuses empty prompts."""
     if (prompt is None) == (prompts_file is None):
-        raise InputError("give a prompt (or - for stdin) or --prompts-file, not both" if prompt else "missing prompt: give PROMPT or --prompts-file")
-    lines = [{"prompt": p} for p in console.read_lines(prompt)] if prompt is not None else read_prompts_file(prompts_file)
+        raise InputError(
+            "give a prompt (or - for stdin) or --prompts-file, not both"
+            if prompt
+            else "missing prompt: give PROMPT or --prompts-file"
+        )
+    lines = (
+        [{"prompt": p} for p in console.read_lines(prompt)]
+        if prompt is not None
+        else read_prompts_file(prompts_file)
+    )
     if not lines or any(not isinstance(d.get("prompt"), str) or not d["prompt"].strip() for d in lines):
         raise InputError("empty prompt")
     return lines
@@ -47,12 +55,14 @@ def read_prompts_file(path: str) -> list[dict]:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{number}: not valid JSON ({e.msg})") from None
         if not isinstance(doc, dict) or "prompt" not in doc:
-            raise InputError(f"{path}:{number}: a JSON line needs a \"prompt\"")
+            raise InputError(f'{path}:{number}: a JSON line needs a "prompt"')
         lines.append({**doc, "_line": f"{path}:{number}"})
     return lines
 
 
-def make_jobs(lines: list[dict], settings: type, defaults: dict, overridable: tuple[str, ...], first: int = 0) -> list[ImageJob]:
+def make_jobs(
+    lines: list[dict], settings: type, defaults: dict, overridable: tuple[str, ...], first: int = 0
+) -> list[ImageJob]:
     """Jobs from prompt LINES, with SETTINGS (GenerateSettings or FlowSettings) made from
     DEFAULTS and each line's overrides of the keys OVERRIDABLE, each checked by SETTINGS.CHECKS.
     Run indices start at FIRST and continue across jobs."""
@@ -79,7 +89,11 @@ def recorded_seed(lines: list[dict], jobs: list[ImageJob], records: list[dict]) 
         index, seed = r.get("index"), r.get("seed")
         if not isinstance(index, int) or not isinstance(seed, int):
             continue
-        for line, job in zip(lines, jobs):
-            if job.first <= index < job.first + job.n and "seed" not in line and job.prompt == r.get("prompt"):
+        for line, job in zip(lines, jobs, strict=True):
+            if (
+                job.first <= index < job.first + job.n
+                and "seed" not in line
+                and job.prompt == r.get("prompt")
+            ):
                 return seed - (index - job.first)
     return None

@@ -41,9 +41,17 @@ def list_models(as_json: options.Json = False) -> None:
         rows = []
         for spec in registry().values():
             folder = cached_path(spec.repo)
-            rows.append({"name": spec.name, "repo": spec.repo, "family": spec.family, "download_gb": spec.download_gb,
-                         "cached": folder is not None, "path": str(folder) if folder else None,
-                         "description": spec.description})  # fmt: skip
+            rows.append(
+                {
+                    "name": spec.name,
+                    "repo": spec.repo,
+                    "family": spec.family,
+                    "download_gb": spec.download_gb,
+                    "cached": folder is not None,
+                    "path": str(folder) if folder else None,
+                    "description": spec.description,
+                }
+            )
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -79,7 +87,9 @@ def pull(
             raise InputError(f"{name}: not a known model ({', '.join(registry())}) or hub repo id")
         repo = spec.repo if spec else name
         if console.show_progress(quiet):
-            console.err.print(f"pulling {repo}" + (f" ({spec.download_gb:.2f} GB)" if spec else ""), markup=False)
+            console.err.print(
+                f"pulling {repo}" + (f" ({spec.download_gb:.2f} GB)" if spec else ""), markup=False
+            )
         folder = download(repo, spec.files if spec else None, revision, progress=console.show_progress(quiet))
         typer.echo(str(folder))
 

@@ -77,11 +77,22 @@ def _fill(template: str, records: list[dict], run: str) -> dict[int, Path]:
     date = datetime.date.today().isoformat()
     try:
         return {
-            r["index"]: Path(template.format(i=r["index"], seed=r["seed"], slug=slug(r["prompt"]), model=slug(r["model"]), date=date, run=run))
+            r["index"]: Path(
+                template.format(
+                    i=r["index"],
+                    seed=r["seed"],
+                    slug=slug(r["prompt"]),
+                    model=slug(r["model"]),
+                    date=date,
+                    run=run,
+                )
+            )
             for r in records
         }
     except (KeyError, IndexError, ValueError) as e:
-        raise InputError(f"-o {template}: bad name template ({e}); fields are {{i}} {{seed}} {{slug}} {{model}} {{date}}") from None
+        raise InputError(
+            f"-o {template}: bad name template ({e}); fields are {{i}} {{seed}} {{slug}} {{model}} {{date}}"
+        ) from None
 
 
 def write_sidecar(png: Path, record: dict, overwrite: bool) -> Path:

@@ -31,5 +31,7 @@ def read_recipe(path: str) -> dict:
 
 def apply_recipe(ctx, recipe: dict, values: dict, keys: tuple[str, ...]) -> dict:
     """VALUES with each of KEYS taken from RECIPE, unless that option was given on the command line."""
-    given = {name for name in keys if name in ctx.params and ctx.get_parameter_source(name).name == "COMMANDLINE"}
+    given = {
+        name for name in keys if name in ctx.params and ctx.get_parameter_source(name).name == "COMMANDLINE"
+    }
     return {**values, **{k: recipe[k] for k in keys if k in recipe and k not in given}}

@@ -52,7 +52,7 @@ def table_images(path: str) -> list[str]:
         raise InputError(f"{path}: no rows")
     for number, name in enumerate(names, 1):
         if not isinstance(name, str) or not name:
-            raise InputError(f"{path}: row {number} has no \"image\" path")
+            raise InputError(f'{path}: row {number} has no "image" path')
     return names
 
 
@@ -67,10 +67,15 @@ def parquet_copy(manifest: str | None, wanted: bool) -> Path | None:
     if not wanted:
         return None
     if manifest is None:
-        raise InputError("--format parquet needs --manifest FILE (its records become FILE's name with .parquet)")
+        raise InputError(
+            "--format parquet needs --manifest FILE (its records become FILE's name with .parquet)"
+        )
     path = Path(manifest)
     if path.suffix.lower() == ".parquet":
-        raise InputError(f"--manifest {manifest}: the manifest is JSON lines; --format parquet writes {path.with_suffix('')}.parquet beside it")
+        raise InputError(
+            f"--manifest {manifest}: the manifest is JSON lines; --format parquet writes "
+            f"{path.with_suffix('')}.parquet beside it"
+        )
     try:
         import pyarrow.parquet  # noqa: F401
     except ImportError:

@@ -24,7 +24,10 @@ def describe_on_ray(
     """Describe ITEMS on the cluster, calling ON_TEXT / ON_ERROR exactly as the local engine
     does, in order of completion. Without KEEP_GOING the first failed image stops the run.
     Returns the number of tokens generated."""
-    rows = [{"positions": [i for i, _ in run], "names": [name for _, name in run]} for run in describing.consecutive_runs(items, settings.batch_size)]
+    rows = [
+        {"positions": [i for i, _ in run], "names": [name for _, name in run]}
+        for run in describing.consecutive_runs(items, settings.batch_size)
+    ]
     worker_args = {"ref": ref, "settings": settings, "threads": opts.cpus_per_worker}
     seen: set[int] = set()
     tokens = 0
@@ -72,13 +75,15 @@ class DescribeWorker:
         out: dict[str, list] = {"position": [], "name": [], "text": [], "tokens": [], "error": []}
 
         def add(position: int, name: str, text: str = "", tokens: int = 0, error: str = "") -> None:
-            for key, value in zip(out, (position, name, text, tokens, error)):
+            for key, value in zip(out, (position, name, text, tokens, error), strict=True):
                 out[key].append(value)
 
-        for positions, names, rgb, sizes, errors in zip(batch["positions"], batch["names"], batch["rgb"], batch["sizes"], batch["errors"]):
-            items = [(int(i), str(name)) for i, name in zip(positions, names)]
+        for positions, names, rgb, sizes, errors in zip(
+            batch["positions"], batch["names"], batch["rgb"], batch["sizes"], batch["errors"], strict=True
+        ):
+            items = [(int(i), str(name)) for i, name in zip(positions, names, strict=True)]
             pictures = {}
-            for item, data, size, error in zip(items, rgb, sizes, errors):
+            for item, data, size, error in zip(items, rgb, sizes, errors, strict=True):
                 if error:
                     add(*item, error=str(error))
                 else:
@@ -86,10 +91,18 @@ class DescribeWorker:
             for run in describing.consecutive_runs(list(pictures), self.settings.batch_size):
                 answers: list[tuple[str, str, int]] = []
                 step = replace(self.settings, seed=seed_for(self.settings.seed, run[0][0]))
-                labels = [str(k) for k in range(len(run))]  # answers name their row: an image may be listed twice
+                labels = [
+                    str(k) for k in range(len(run))
+                ]  # answers name their row: an image may be listed twice
                 try:
-                    describing.answer(self.session, [[pictures[item]] for item in run], labels, step,
-                                      lambda text: None, lambda *answer: answers.append(answer))  # fmt: skip
+                    describing.answer(
+                        self.session,
+                        [[pictures[item]] for item in run],
+                        labels,
+                        step,
+                        lambda text: None,
+                        lambda *answer, into=answers: into.append(answer),  # bound now: B023
+                    )
                 except Exception as e:  # a model error fails this batch's items, not the job
                     for item in run:
                         add(*item, error=f"{item[1]}: {cluster.describe_error(e)}")

@@ -48,18 +48,29 @@ def worker_dtype(ref: cluster.ModelRef, opts: cluster.RayOptions) -> str:
 
     from janus_cli.runtime import choose_device, choose_dtype
 
-    device = torch.device("cuda") if opts.gpus_per_worker and ref.device in ("auto", "cuda") else choose_device(ref.device)
+    device = (
+        torch.device("cuda")
+        if opts.gpus_per_worker and ref.device in ("auto", "cuda")
+        else choose_device(ref.device)
+    )
     return str(choose_dtype(ref.dtype, device)).removeprefix("torch.")
 
 
-def image_events(opts: cluster.RayOptions, ref: cluster.ModelRef, task: ImageTask, jobs: list[ImageJob], batch_size: int) -> Iterator:
+def image_events(
+    opts: cluster.RayOptions, ref: cluster.ModelRef, task: ImageTask, jobs: list[ImageJob], batch_size: int
+) -> Iterator:
     """ImageReady / ImageFailed events of every image of JOBS, made on the cluster in the
     local engine's forward batches, in order of completion (a re-run batch may repeat some)."""
     from janus_cli.pipelines.events import ImageFailed, ImageReady
 
     batches = image_batches(jobs, batch_size)
-    rows = [{"images": json.dumps([[job.prompt, asdict(job.settings), job.first, k] for job, k in batch])} for batch in batches]
-    for row in cluster.stream(rows, ImageWorker, {"ref": ref, "task": task, "threads": opts.cpus_per_worker}, opts):
+    rows = [
+        {"images": json.dumps([[job.prompt, asdict(job.settings), job.first, k] for job, k in batch])}
+        for batch in batches
+    ]
+    for row in cluster.stream(
+        rows, ImageWorker, {"ref": ref, "task": task, "threads": opts.cpus_per_worker}, opts
+    ):
         if row["error"]:
             yield ImageFailed(row["index"], row["seed"], row["prompt"], row["error"])
         else:
@@ -91,10 +102,26 @@ class ImageWorker:
     def __call__(self, batch: dict) -> dict:
         from janus_cli.pipelines.events import ImageReady
 
-        out: dict[str, list] = {"index": [], "seed": [], "prompt": [], "pixels": [], "height": [], "width": [], "error": []}
+        out: dict[str, list] = {
+            "index": [],
+            "seed": [],
+            "prompt": [],
+            "pixels": [],
+            "height": [],
+            "width": [],
+            "error": [],
+        }
 
-        def add(index: int, seed: int, prompt: str, pixels: bytes = b"", height: int = 0, width: int = 0, error: str = "") -> None:
-            for key, value in zip(out, (index, seed, prompt, pixels, height, width, error)):
+        def add(
+            index: int,
+            seed: int,
+            prompt: str,
+            pixels: bytes = b"",
+            height: int = 0,
+            width: int = 0,
+            error: str = "",
+        ) -> None:
+            for key, value in zip(out, (index, seed, prompt, pixels, height, width, error), strict=True):
                 out[key].append(value)
 
         for images in batch["images"]:
@@ -112,9 +139,20 @@ class ImageWorker:
                 for event in events:
                     if isinstance(event, ImageReady):
                         made.add(event.index)
-                        add(event.index, event.seed, event.prompt, event.pixels.tobytes(), *event.pixels.shape[:2])
+                        add(
+                            event.index,
+                            event.seed,
+                            event.prompt,
+                            event.pixels.tobytes(),
+                            *event.pixels.shape[:2],
+                        )
             except Exception as e:  # a failed forward fails its images, not the job
                 for job, k in work:
                     if job.first + k not in made:
-                        add(job.first + k, job.seed_of(k), job.prompt, error=f"image {job.first + k}: {cluster.describe_error(e)}")
+                        add(
+                            job.first + k,
+                            job.seed_of(k),
+                            job.prompt,
+                            error=f"image {job.first + k}: {cluster.describe_error(e)}",
+                        )
         return out

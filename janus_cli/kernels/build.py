@@ -106,16 +106,7 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
     for fn in (lib.janus_rows_bf16, lib.janus_rows_int8):
         fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
         fn.restype = None
-    lib.janus_attend_one.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 7 + [ctypes.c_float]
     lib.janus_rmsnorm.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_float]
-    lib.janus_rope_step.argtypes = (
-        [ctypes.c_void_p] * 3
-        + [ctypes.c_int64]
-        + [ctypes.c_void_p] * 2
-        + [ctypes.c_int64]
-        + [ctypes.c_void_p] * 3
-        + [ctypes.c_int64] * 6
-    )
     lib.janus_block_step.argtypes = (
         [ctypes.c_void_p] * 4
         + [ctypes.c_float]
@@ -129,6 +120,6 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
         + [ctypes.c_int64] * 6
         + [ctypes.c_float]
     )
-    for fn in (lib.janus_attend_one, lib.janus_rmsnorm, lib.janus_rope_step, lib.janus_block_step):
+    for fn in (lib.janus_rmsnorm, lib.janus_block_step):
         fn.restype = None
     return lib, "own AVX512-BF16 kernels"

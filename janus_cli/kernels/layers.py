@@ -3,9 +3,9 @@
 Between its linears a token step runs some forty small PyTorch ops per layer (norms, RoPE, the
 cache write, each projection's own call): at 2-8 rows they cost 10-20 % of a Janus-Pro-1B step.
 Here a block's token step is one kernel call (RowsBlock). Its modules serve everything else:
-q, k and v are one RowsLinear and gate and up another, an RMSNorm is one kernel call, and RoPE
-with the cache write is one more. Many tokens at a time (a prefill, a JanusFlow step) and shapes
-the kernels do not take go the modules' PyTorch way, with the same rounding.
+q, k and v are one RowsLinear and gate and up another, and an RMSNorm is one kernel call; RoPE,
+the cache write and attention of many tokens at a time (a prefill, a JanusFlow step) and of
+shapes the call does not take go PyTorch's way, with the same rounding.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
-from janus_cli.kernels.rows import RowsLinear, attend_one, fits, ptr
+from janus_cli.kernels.rows import RowsLinear, fits, ptr
 from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
 
 
@@ -44,8 +44,9 @@ class RowsRMSNorm(nn.Module):
 
 
 class RowsAttention(Attention):
-    """Attention whose q, k and v come from one RowsLinear, whose single-query attention runs on
-    attend_one, and whose one new token per row gets RoPE and goes into the cache in one call."""
+    """Attention whose q, k and v come from one RowsLinear. Its token steps run inside
+    RowsBlock's one call; what reaches these modules (prefills, JanusFlow steps, shapes the call
+    does not take) runs PyTorch's RoPE, cache write and attention."""
 
     def __init__(self, attn: Attention):
         nn.Module.__init__(self)  # not Attention's: it would allocate the four projections anew
@@ -54,49 +55,9 @@ class RowsAttention(Attention):
         self.qkv_proj = RowsLinear.from_linears(attn.q_proj, attn.k_proj, attn.v_proj)
         self.o_proj = attn.o_proj
         self.cache = attn.cache
-        self.attend = attend_one
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.qkv_proj(x).split(self.widths, dim=-1)  # views of (B, T, (H + 2 Hkv) D)
-
-    def place(self, q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, used: int | None):
-        b, t, _ = q.shape
-        d = self.head_dim
-        cos_rows, sin_rows = cos.reshape(-1, d), sin.reshape(-1, d)  # (1 or B, D): one token per row
-        usable = (
-            t == 1
-            and used is not None
-            and used <= self.cache.k.shape[2]
-            and d % 32 == 0
-            and q.dtype == cos.dtype == sin.dtype == torch.bfloat16
-            and q.stride(0) == k.stride(0) == v.stride(0)
-            and cos_rows.is_contiguous()
-            and sin_rows.is_contiguous()
-        )
-        if not usable:
-            return super().place(q, k, v, cos, sin, pos, used)
-        # `used` is pos[-1] + 1 (Llama.forward's contract), so the token's slot is used - 1
-        cache, slot = self.cache, used - 1
-        q_out = torch.empty(b, self.heads, 1, d, dtype=q.dtype)  # (B, H, 1, D)
-        load_rows()[0].janus_rope_step(
-            q.data_ptr(),
-            k.data_ptr(),
-            v.data_ptr(),
-            q.stride(0),
-            cos_rows.data_ptr(),
-            sin_rows.data_ptr(),
-            d if cos_rows.shape[0] > 1 else 0,
-            q_out.data_ptr(),
-            cache.k[:, :, slot].data_ptr(),
-            cache.v[:, :, slot].data_ptr(),
-            b,
-            self.heads,
-            self.kv_heads,
-            d,
-            cache.k.stride(0),
-            cache.k.stride(1),
-        )
-        return q_out, cache.k[:, :, :used], cache.v[:, :, :used]
 
 
 class RowsMLP(nn.Module):

@@ -155,7 +155,9 @@ inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* si
 }
 
 
-// See janus_attend_one.
+// One query per row: q (B, H, D), out (B, H, D); k and v are cache views (B, Hkv, S, D) whose
+// rows and heads are STRIDE_B and STRIDE_H elements apart (positions D apart); VISIBLE is
+// (B, S) bytes (1 = may attend) or null. Query head h reads kv head h / (H / Hkv).
 void attend_rows(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
                  int64_t B, int64_t H, int64_t Hkv, int64_t S, int64_t D, int64_t stride_b, int64_t stride_h,
                  float scale) {
@@ -187,7 +189,10 @@ void rmsnorm_rows(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M, 
     }
 }
 
-// See janus_rope_step.
+// One new token per row b < B: q, k, v are row b's projections (ROW elements apart from row to
+// row; q holds H heads of D, k and v Hkv heads). Writes rope(q) to q_out (B, H, D), and rope(k)
+// and v to the caches at one slot: KC, VC point at [0, 0, slot] of (B, Hkv, S, D) caches whose
+// rows and heads are STRIDE_B and STRIDE_H apart. COS, SIN (D,) are row b's at COS_ROW * b.
 void rope_rows(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t row, const uint16_t* cos,
                const uint16_t* sin, int64_t cos_row, uint16_t* q_out, uint16_t* kc, uint16_t* vc, int64_t B, int64_t H,
                int64_t Hkv, int64_t D, int64_t stride_b, int64_t stride_h) {
@@ -244,15 +249,6 @@ void add_rows(const uint16_t* a, const uint16_t* b, uint16_t* out, int64_t N) {
 }  // namespace
 
 extern "C" {
-// One query per row: q (B, H, D), out (B, H, D); k and v are cache views (B, Hkv, S, D) whose
-// rows and heads are STRIDE_B and STRIDE_H elements apart (positions D apart); VISIBLE is
-// (B, S) bytes (1 = may attend) or null. Query head h reads kv head h / (H / Hkv).
-void janus_attend_one(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* visible, uint16_t* out,
-                      int64_t B, int64_t H, int64_t Hkv, int64_t S, int64_t D, int64_t stride_b, int64_t stride_h,
-                      float scale) {
-    attend_rows(q, k, v, visible, out, B, H, Hkv, S, D, stride_b, stride_h, scale);
-}
-
 // N % 16 == 0 and K % 2 == 0; SCALE and BIAS are fp32 (N,) or null.
 void janus_rows_bf16(const uint16_t* x, const uint16_t* w, const float* scale, const float* bias, uint16_t* y,
                      int64_t M, int64_t N, int64_t K) {
@@ -269,16 +265,6 @@ void janus_rmsnorm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M,
     rmsnorm_rows(x, w, y, M, C, eps);
 }
 
-// One new token per row b < B: q, k, v are row b's projections (ROW elements apart from row to
-// row; q holds H heads of D, k and v Hkv heads). Writes rope(q) to q_out (B, H, D), and rope(k)
-// and v to the caches at one slot: KC, VC point at [0, 0, slot] of (B, Hkv, S, D) caches whose
-// rows and heads are STRIDE_B and STRIDE_H apart. COS, SIN (D,) are row b's at COS_ROW * b.
-void janus_rope_step(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t row, const uint16_t* cos,
-                     const uint16_t* sin, int64_t cos_row, uint16_t* q_out, uint16_t* kc, uint16_t* vc, int64_t B,
-                     int64_t H, int64_t Hkv, int64_t D, int64_t stride_b, int64_t stride_h) {
-    rope_rows(q, k, v, row, cos, sin, cos_row, q_out, kc, vc, B, H, Hkv, D, stride_b, stride_h);
-}
-
 // One decoder block (Block.forward) for one new token in each of B rows, in one call:
 //   h = x + o_proj(attend(rope(q), cache)) with q, k, v = qkv_proj(rmsnorm1(x)), rope(k) and v
 //   written to the caches at SLOT (attention reads slots 0..SLOT);
@@ -286,7 +272,7 @@ void janus_rope_step(const uint16_t* q, const uint16_t* k, const uint16_t* v, in
 // x and out are (B, C). The projections are pair blocks, all bf16 or all INT8 (then with fp32
 // per-output scales), without biases: qkv (H + 2 Hkv) D x C, o C x H D, gate_up 2 I x C, down
 // C x I. COS, SIN, COS_ROW, the caches' STRIDE_B and STRIDE_H and VISIBLE are as in
-// janus_rope_step and janus_attend_one, KC and VC point at [0, 0, 0]; SCALE is attention's.
+// rope_rows and attend_rows, KC and VC point at [0, 0, 0]; SCALE is attention's.
 void janus_block_step(const uint16_t* x, uint16_t* out, const uint16_t* norm1, const uint16_t* norm2, float eps,
                       const void* qkv, const float* qkv_scale, const void* o, const float* o_scale,
                       const void* gate_up, const float* gate_up_scale, const void* down, const float* down_scale,

@@ -1,4 +1,5 @@
-"""bf16 linears and attention on our AVX512-BF16 kernels (rows.cpp), for the decode path.
+"""bf16 linears on our AVX512-BF16 kernels (rows.cpp), for the decode path (the single-query
+attention of a token step runs inside kernels/layers.py's one call per block).
 
 A decode step multiplies a handful of rows (2 per image with CFG) by every weight once, so it
 is bound by how fast the weights are read. PyTorch's CPU kernels read bf16 weights at a third
@@ -9,7 +10,7 @@ as oneDNN's GEMM, so one layout serves both. int8 weights are widened to bf16 in
 for a few rows that halves the bytes read; for many rows the widening is repeated per group of
 rows, so those go to PyTorch's matmul over the weight unpacked and widened for that call.
 
-Legend: M rows, K in features, N out features, B rows of a cache, H heads, S positions.
+Legend: M rows, K in features, N out features.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
-from janus_cli.models.llama import attend
 
 TAIL = 16  # outputs per block covering N % block_width
 INT8_KERNEL_ROWS = 256  # beyond, int8 weights are widened once per call (see the docstring)
@@ -134,51 +134,6 @@ class RowsLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"weight={kind}, bias={self.bias is not None}"
         )
-
-
-def attend_one(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-    """`models.llama.attend` with one bf16 query per row on the kernel, which reads the cache views
-    K, V (B, Hkv, S, D) in place, once, in fp32 sums: PyTorch's matmuls copy the strided views and
-    run 5-10x slower at these shapes. Anything else goes to `attend`.
-
-    Args:
-        q: (B, H, T, D). k, v: (B, Hkv, S, D). mask: None or bool broadcasting to (B, 1, T, S).
-    Returns:
-        (B, H, T, D).
-    """
-    b, h, t, d = q.shape
-    hkv, s = k.shape[1], k.shape[2]
-    usable = (
-        t == 1
-        and q.dtype == k.dtype == v.dtype == torch.bfloat16
-        and d % 32 == 0
-        and d <= 256
-        and h % hkv == 0
-        and k.stride() == v.stride()
-        and k.stride()[2:] == (d, 1)
-    )
-    if not usable:
-        return attend(q, k, v, mask)
-    q = q.contiguous()
-    # (B, S)
-    visible = None if mask is None else mask.reshape(-1, s).expand(b, s).to(torch.uint8).contiguous()
-    out = torch.empty_like(q)  # (B, H, 1, D)
-    load_rows()[0].janus_attend_one(
-        q.data_ptr(),
-        k.data_ptr(),
-        v.data_ptr(),
-        ptr(visible),
-        out.data_ptr(),
-        b,
-        h,
-        hkv,
-        s,
-        d,
-        k.stride(0),
-        k.stride(1),
-        d**-0.5,
-    )
-    return out
 
 
 def ptr(t: Tensor | None) -> int | None:

@@ -62,14 +62,13 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(c, cfg.num_kv_heads * d, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * d, c, bias=False)
         self.cache: KVCache | None = None
-        self.attend = attend  # a device's own kernel may replace it (kernels/layers.py)
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, pos: Tensor, mask: Tensor | None, used: int | None
     ) -> Tensor:
         b, t, _ = x.shape
         q, k, v = self.place(*self.project(x), cos, sin, pos, used)  # (B, H, T, D), (B, Hkv, S, D) x2
-        y = self.attend(q, k, v, mask)  # (B, H, T, D)
+        y = attend(q, k, v, mask)  # (B, H, T, D)
         return self.o_proj(y.transpose(1, 2).reshape(b, t, -1))  # (B, T, C)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -55,7 +55,9 @@ class ImageJob:
             return self
         if getattr(self.settings, "noise", "per-image") != "per-image":
             raise InputError("--noise official draws all of a prompt's images at once: they cannot be split")
-        return replace(self, settings=replace(self.settings, n=count, seed=self.seed_of(k)), first=self.first + k)
+        return replace(
+            self, settings=replace(self.settings, n=count, seed=self.seed_of(k)), first=self.first + k
+        )
 
 
 Image = tuple[ImageJob, int]  # (its job, k)

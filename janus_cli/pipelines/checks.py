@@ -14,7 +14,11 @@ def number(kind: type, low: float | None = None, high: float | None = None, opti
     def check(value) -> str | None:
         if value is None and optional:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (kind is int and not isinstance(value, int))
+        ):
             return f"must be {'an integer' if kind is int else 'a number'}"
         if (low is not None and value < low) or (high is not None and value > high):
             return f"must be in [{low}, {high if high is not None else 'inf'}]"

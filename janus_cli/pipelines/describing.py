@@ -26,7 +26,9 @@ def consecutive_runs(items: list[Item], size: int) -> Iterator[list[Item]]:
         yield run
 
 
-def load_batch(batch: list[Item], load: Load, keep_going: bool, failed: Callable[[str, str], None]) -> list[tuple[Item, object]]:
+def load_batch(
+    batch: list[Item], load: Load, keep_going: bool, failed: Callable[[str, str], None]
+) -> list[tuple[Item, object]]:
     """The batch's images; with KEEP_GOING an unreadable one is reported to FAILED(name, message)."""
     loaded = []
     for item in batch:
@@ -39,7 +41,16 @@ def load_batch(batch: list[Item], load: Load, keep_going: bool, failed: Callable
     return loaded
 
 
-def describe_items(session, items: list[Item], load: Load, settings: DescribeSettings, keep_going: bool, on_delta, on_text, on_error) -> int:
+def describe_items(
+    session,
+    items: list[Item],
+    load: Load,
+    settings: DescribeSettings,
+    keep_going: bool,
+    on_delta,
+    on_text,
+    on_error,
+) -> int:
     """Describe each item, SETTINGS.batch_size at a time; ON_TEXT(name, text, tokens) per answer,
     ON_DELTA(text) as a lone answer streams, ON_ERROR(name, message) per failed image with
     KEEP_GOING. Returns the number of tokens generated."""
@@ -49,11 +60,20 @@ def describe_items(session, items: list[Item], load: Load, settings: DescribeSet
         pictures = dict(loaded)
         for run in consecutive_runs([item for item, _ in loaded], settings.batch_size):
             step = replace(settings, seed=seed_for(settings.seed, run[0][0]))
-            tokens += answer(session, [[pictures[item]] for item in run], [name for _, name in run], step, on_delta, on_text)
+            tokens += answer(
+                session,
+                [[pictures[item]] for item in run],
+                [name for _, name in run],
+                step,
+                on_delta,
+                on_text,
+            )
     return tokens
 
 
-def answer(session, groups: list[list], names: list[str], settings: DescribeSettings, on_delta, on_text) -> int:
+def answer(
+    session, groups: list[list], names: list[str], settings: DescribeSettings, on_delta, on_text
+) -> int:
     """Answer SETTINGS.question about each group of images (row i seeded seed + i), calling
     ON_TEXT(names[i], text, tokens) per answer and ON_DELTA(text) as a lone answer streams."""
     from janus_cli.pipelines.events import TextDelta, TextReady

@@ -34,12 +34,16 @@ def conversation(question: str, n_images: int) -> str:
     question already places its own tags."""
     if IMAGE_TAG in question:
         if question.count(IMAGE_TAG) != n_images:
-            raise InputError(f"the question has {question.count(IMAGE_TAG)} {IMAGE_TAG} tags for {n_images} images")
+            raise InputError(
+                f"the question has {question.count(IMAGE_TAG)} {IMAGE_TAG} tags for {n_images} images"
+            )
         return question
     return IMAGE_TAG * n_images + "\n" + question
 
 
-def describe(session: Session, groups: list[list[Image.Image]], s: DescribeSettings) -> Iterator[TextDelta | TextReady]:
+def describe(
+    session: Session, groups: list[list[Image.Image]], s: DescribeSettings
+) -> Iterator[TextDelta | TextReady]:
     """Answer S.question about each group of images (a group shares one conversation).
 
     Groups whose prompts have the same length run together, S.batch_size at a time. Answers
@@ -50,14 +54,21 @@ def describe(session: Session, groups: list[list[Image.Image]], s: DescribeSetti
     prompts = [understanding_ids(tok, [conversation(s.question, len(g))], n_tokens) for g in groups]
     room = session.config.llm.context_length - max(len(p) for p in prompts)
     if room < 1:
-        raise InputError(f"the prompt is {max(len(p) for p in prompts)} tokens, over the {session.config.llm.context_length}-token context")
+        raise InputError(
+            f"the prompt is {max(len(p) for p in prompts)} tokens, over the "
+            f"{session.config.llm.context_length}-token context"
+        )
     max_tokens = min(s.max_tokens, room)
     order = sorted(range(len(groups)), key=lambda i: len(prompts[i]))
     for batch in batches(order, lambda i: len(prompts[i]), s.batch_size):
-        yield from _answer(session, [prompts[i] for i in batch], [groups[i] for i in batch], batch, s, max_tokens)
+        yield from _answer(
+            session, [prompts[i] for i in batch], [groups[i] for i in batch], batch, s, max_tokens
+        )
 
 
-def reply(session: Session, messages: list[str], images: list[Image.Image], s: DescribeSettings) -> Iterator[TextDelta | TextReady]:
+def reply(
+    session: Session, messages: list[str], images: list[Image.Image], s: DescribeSettings
+) -> Iterator[TextDelta | TextReady]:
     """The assistant's next answer in a conversation (index 0), streamed.
 
     Args:
@@ -72,11 +83,21 @@ def reply(session: Session, messages: list[str], images: list[Image.Image], s: D
         raise InputError(f"the conversation has {tags} {IMAGE_TAG} tags for {len(images)} images")
     room = session.config.llm.context_length - len(prompt)
     if room < 1:
-        raise InputError(f"the conversation is {len(prompt)} tokens, over the {session.config.llm.context_length}-token context")
+        raise InputError(
+            f"the conversation is {len(prompt)} tokens, over the "
+            f"{session.config.llm.context_length}-token context"
+        )
     yield from _answer(session, [prompt], [images], [0], s, min(s.max_tokens, room))
 
 
-def _answer(session: Session, prompts: list[list[int]], groups: list[list[Image.Image]], indices: list[int], s: DescribeSettings, max_tokens: int):
+def _answer(
+    session: Session,
+    prompts: list[list[int]],
+    groups: list[list[Image.Image]],
+    indices: list[int],
+    s: DescribeSettings,
+    max_tokens: int,
+):
     """Answer equal-length PROMPTS (one row each) about their image GROUPS; row r is answer
     INDICES[r], seeded S.seed + INDICES[r]. A single row streams TextDelta events."""
     tok, model = session.tokenizer, session.model
@@ -85,7 +106,9 @@ def _answer(session: Session, prompts: list[list[int]], groups: list[list[Image.
     with torch.inference_mode():
         pixels = torch.stack(pixels).to(session.device) if pixels else None  # (images, 3, H, W)
         embeds = model.embed_prompt(ids, pixels, model.image_slots(ids, tok.special))
-    sampler = make_sampler(s.temperature, None, s.top_p, [make_generator(seed_for(s.seed, i)) for i in indices])
+    sampler = make_sampler(
+        s.temperature, None, s.top_p, [make_generator(seed_for(s.seed, i)) for i in indices]
+    )
     answers: list[list[int]] = [[] for _ in indices]
     finished = [False] * len(indices)
     shown = ""

@@ -30,7 +30,9 @@ def prompt_length(session: Session, ids) -> int:
     return len(ids[0]) if session.config.family == "janusflow" else len(ids)
 
 
-def check_prompts(session: Session, jobs: list[ImageJob], keep_going: bool = False) -> tuple[dict, dict[str, str]]:
+def check_prompts(
+    session: Session, jobs: list[ImageJob], keep_going: bool = False
+) -> tuple[dict, dict[str, str]]:
     """Every distinct prompt of JOBS tokenized once: (prompt -> ids, prompt -> refusal). A
     refused prompt (over the context) raises, unless KEEP_GOING sets it aside."""
     encoded, refused = {}, {}
@@ -44,7 +46,9 @@ def check_prompts(session: Session, jobs: list[ImageJob], keep_going: bool = Fal
     return encoded, refused
 
 
-def batch_size(session: Session, jobs: list[ImageJob], encoded: dict, requested: int | None) -> tuple[int, str | None]:
+def batch_size(
+    session: Session, jobs: list[ImageJob], encoded: dict, requested: int | None
+) -> tuple[int, str | None]:
     """REQUESTED, or for auto what the KV cache of the longest prompt's images lets fit in the
     free memory (pipelines/memory.py). Returns (size, why) where WHY explains an auto choice."""
     if requested is not None:
@@ -53,7 +57,9 @@ def batch_size(session: Session, jobs: list[ImageJob], encoded: dict, requested:
         return 1, None
     from janus_cli.pipelines.memory import auto_batch_size, free_bytes, kv_bytes_per_image
 
-    positions = max(prompt_length(session, encoded[job.prompt]) for job in jobs) + session.config.image_tokens + 1
+    positions = (
+        max(prompt_length(session, encoded[job.prompt]) for job in jobs) + session.config.image_tokens + 1
+    )
     guided = any(job.settings.cfg != 1 for job in jobs)
     per_image = kv_bytes_per_image(session.config.llm, positions, session.dtype, guided)
     free = free_bytes(session.device)
@@ -97,12 +103,24 @@ def make_images(
 def recipe(base: dict, job: ImageJob, k: int) -> dict:
     """What re-makes image K of JOB: BASE (model, dtype, ... of the run), the job's sampling
     settings, its prompt, seed and run index. Written into each PNG, sidecar and manifest line."""
-    return {**base, **job.settings.options(), "prompt": job.prompt, "seed": job.seed_of(k), "index": job.first + k}
+    return {
+        **base,
+        **job.settings.options(),
+        "prompt": job.prompt,
+        "seed": job.seed_of(k),
+        "index": job.first + k,
+    }
 
 
 def run_base(model: str, revision: str | None, dtype: str, quantize: str, **extra) -> dict:
     """The recipe fields a whole run shares (EXTRA: JanusFlow's vae and noise)."""
     from janus_cli.version import __version__
 
-    return {"model": model, "revision": revision, **extra, "dtype": dtype, "quantize": quantize,
-            "generator": f"janus-cli {__version__}"}  # fmt: skip
+    return {
+        "model": model,
+        "revision": revision,
+        **extra,
+        "dtype": dtype,
+        "quantize": quantize,
+        "generator": f"janus-cli {__version__}",
+    }

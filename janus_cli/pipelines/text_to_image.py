@@ -28,8 +28,14 @@ class GenerateSettings:
     top_p: float | None = None
     seed: int = 0
 
-    CHECKS = {"n": number(int, 1), "seed": number(int, 0), "cfg": number(float, 0), "temperature": number(float, 0),
-              "top_k": number(int, 1, optional=True), "top_p": number(float, 1e-9, 1, optional=True)}  # fmt: skip
+    CHECKS = {
+        "n": number(int, 1),
+        "seed": number(int, 0),
+        "cfg": number(float, 0),
+        "temperature": number(float, 0),
+        "top_k": number(int, 1, optional=True),
+        "top_p": number(float, 1e-9, 1, optional=True),
+    }
 
     def batch_key(self) -> tuple:
         """What must agree for images to share a forward (one CFG scale, one sampler)."""
@@ -52,7 +58,9 @@ def prompt_ids(session: Session, prompt: str) -> list[int]:
     return ids
 
 
-def generate_batch(session: Session, batch: list[Image], encoded: dict | None = None) -> Iterator[Step | ImageReady]:
+def generate_batch(
+    session: Session, batch: list[Image], encoded: dict | None = None
+) -> Iterator[Step | ImageReady]:
     """The images of BATCH in one forward (they share `batch_key`); Step counts image tokens.
     ENCODED maps prompts to their `prompt_ids` when the caller has them already."""
     model, tok = session.model, session.tokenizer
@@ -64,13 +72,14 @@ def generate_batch(session: Session, batch: list[Image], encoded: dict | None = 
     sampler = make_sampler(temperature, top_k, top_p, [make_generator(job.seed_of(k)) for job, k in batch])
     image_prompt = [prompts.index(job.prompt) for job, _ in batch]
     columns = []
-    for codes in generate_image_tokens(model, cond, uncond, image_prompt, cfg, sampler, steps, session.compile):
+    for codes in generate_image_tokens(
+        model, cond, uncond, image_prompt, cfg, sampler, steps, session.compile
+    ):
         columns.append(codes)
         yield Step(len(columns) * len(batch), steps * len(batch))
     model.language_model.free_cache()  # the decoder's activations need the room
     # One image at a time: the decoder's activations do not grow with the batch, and an image's
     # pixels depend on its tokens only, not on what it was batched with.
-    for (job, k), codes in zip(batch, torch.stack(columns, dim=1).split(1)):  # (1, 576) each
+    for (job, k), codes in zip(batch, torch.stack(columns, dim=1).split(1), strict=True):  # (1, 576) each
         image = to_uint8(model.decode_codes(codes))[0]  # (384, 384, 3)
         yield ImageReady(job.first + k, job.seed_of(k), job.prompt, image)
-

@@ -33,8 +33,13 @@ class FlowSettings:
     # official: one draw of all N latents from seed, like `torch.manual_seed(seed)` in the demo.
     noise: str = "per-image"
 
-    CHECKS = {"n": number(int, 1), "seed": number(int, 0), "cfg": number(float, 0), "steps": number(int, 1),
-              "noise": one_of(*NOISE_MODES)}  # fmt: skip
+    CHECKS = {
+        "n": number(int, 1),
+        "seed": number(int, 0),
+        "cfg": number(float, 0),
+        "steps": number(int, 1),
+        "noise": one_of(*NOISE_MODES),
+    }
 
     def batch_key(self) -> tuple:
         """What must agree for images to share a forward (one step count, one CFG weight)."""
@@ -80,7 +85,12 @@ def initial_noise(n: int, seed: int, mode: str, shape: tuple[int, ...]) -> Tenso
         return torch.randn((n, *shape), dtype=NOISE_DTYPE, generator=make_generator(seed))
     if mode != "per-image":
         raise InputError(f"noise {mode!r}: choose {' or '.join(NOISE_MODES)}")
-    return torch.cat([torch.randn((1, *shape), dtype=NOISE_DTYPE, generator=make_generator(seed_for(seed, k))) for k in range(n)])
+    return torch.cat(
+        [
+            torch.randn((1, *shape), dtype=NOISE_DTYPE, generator=make_generator(seed_for(seed, k)))
+            for k in range(n)
+        ]
+    )
 
 
 def generate_flow_batch(
@@ -95,18 +105,27 @@ def generate_flow_batch(
     for job, _ in batch:
         if job not in draws:
             s = job.settings
-            draws[job] = initial_noise(s.n, s.seed, s.noise, latent_shape(session)) if s.noise == "official" else None
-    z = torch.cat([
-        draws[job][k : k + 1] if draws[job] is not None else initial_noise(1, job.seed_of(k), "per-image", latent_shape(session))
-        for job, k in batch
-    ]).to(session.device, session.dtype)  # (B, L, H, W)  # fmt: skip
+            draws[job] = (
+                initial_noise(s.n, s.seed, s.noise, latent_shape(session)) if s.noise == "official" else None
+            )
+    z = torch.cat(
+        [
+            draws[job][k : k + 1]
+            if draws[job] is not None
+            else initial_noise(1, job.seed_of(k), "per-image", latent_shape(session))
+            for job, k in batch
+        ]
+    ).to(session.device, session.dtype)  # (B, L, H, W)
     image_prompt = [prompts.index(job.prompt) for job, _ in batch]
-    for step, latent in enumerate(sample_flow(session.model, [c for c, _ in ids], [u for _, u in ids], image_prompt, z, steps, cfg)):
+    for step, latent in enumerate(
+        sample_flow(session.model, [c for c, _ in ids], [u for _, u in ids], image_prompt, z, steps, cfg)
+    ):
         z = latent
         yield Step((step + 1) * len(batch), steps * len(batch))
     session.model.language_model.free_cache()
-    for (job, k), latent in zip(batch, z.split(1)):  # one image at a time, as text_to_image decodes
+    for (job, k), latent in zip(
+        batch, z.split(1), strict=True
+    ):  # one image at a time, as text_to_image decodes
         with torch.inference_mode():
             image = to_uint8(vae.decode(latent))[0]  # (384, 384, 3)
         yield ImageReady(job.first + k, job.seed_of(k), job.prompt, image)
-

@@ -75,8 +75,8 @@ def serve(*args: str):
     """`janus serve ARGS` on a free loopback port, in float32 on the CPU; yields its base URL.
     Its stderr goes to a file (a pipe nobody reads could fill and stall it), shown if it fails."""
     port = free_port()
-    cmd = [sys.executable, "-m", "janus_cli", "serve", *args, "--device", "cpu", "--dtype", "float32",
-           "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    runtime = ["--device", "cpu", "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "janus_cli", "serve", *args, *runtime]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("JANUS_API_KEY", None)
     base = f"http://127.0.0.1:{port}"

@@ -156,6 +156,18 @@ class Llama(nn.Module):
         for layer in self.model.layers:
             layer.self_attn.cache = None
 
+    def cache_state(self) -> tuple:
+        """The current KV cache with its RoPE and mask tables, for use_cache_state: two batches
+        (say image rows and text rows) can take turns on one model, each keeping its own cache."""
+        caches = tuple(layer.self_attn.cache for layer in self.model.layers)
+        return caches, self.rope_cos, self.rope_sin, self.causal, self.cache_length
+
+    def use_cache_state(self, state: tuple) -> None:
+        """Make STATE (from cache_state, or the same shape of tuple) the model's cache."""
+        caches, self.rope_cos, self.rope_sin, self.causal, self.cache_length = state
+        for layer, cache in zip(self.model.layers, caches, strict=True):
+            layer.self_attn.cache = cache
+
     def expand_cache(self, index: Tensor) -> None:
         """Re-lay cache rows: row i of the new cache is row index[i] of the old one.
 

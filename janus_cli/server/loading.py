@@ -1,0 +1,34 @@
+"""Loading a served model through the front door, `janus_cli.load` (the server never imports
+`janus_cli.cli`), and the name it is served under."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_VAE = "sdxl-vae"  # `janus flow-generate --vae` default
+
+
+def load(
+    model: str, device: str = "auto", dtype: str = "auto", quantize: str = "none", vae: str | None = None
+):
+    """MODEL loaded whole (chat needs the vision encoder, images the decoders) as a `Janus`;
+    JanusFlow's VAE (VAE, default sdxl-vae) is loaded now rather than on the first request,
+    so that /health says 200 only once everything is in memory."""
+    import janus_cli
+
+    janus = janus_cli.load(model, device, dtype, quantize, vae=vae or DEFAULT_VAE)
+    if janus.family == "janusflow":
+        assert janus.vae is not None
+    return janus
+
+
+def served_name(ref: str) -> str:
+    """The name a model is served under: its alias (janus-pro-1b) for an alias or a known hub
+    repo, else its folder's name, else the repo id as given."""
+    from janus_cli.checkpoints.hub import spec_for
+
+    spec = spec_for(ref)
+    if spec is not None:
+        return spec.name
+    path = Path(ref).expanduser()
+    return path.resolve().name if path.is_dir() else ref

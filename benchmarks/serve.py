@@ -154,7 +154,9 @@ def chat_body(question: str = "Describe this image.", tokens: int = 8) -> dict:
     return {
         "messages": [{"role": "user", "content": content}],
         "max_tokens": tokens,
-        "temperature": 0,
+        # sampled: random weights' greedy answer can be an end-of-sentence token and no text at all
+        "temperature": 1.0,
+        "seed": 0,
         "stream": True,
     }
 

@@ -71,7 +71,7 @@ def test_mixed_prompts_in_one_batch_equal_one_by_one(session):
         ImageJob("owl", GenerateSettings(n=1, seed=5, **settings), first=3),
     ]
     session.decoded.clear()
-    mixed = [e for e in make_images(session, jobs, batch_size=4) if isinstance(e, ImageReady)]
+    mixed = [e for e in make_images(session, jobs, 4) if isinstance(e, ImageReady)]
     batched = list(session.decoded)
     assert [e.index for e in mixed] == [0, 1, 2, 3]
     assert len({len(session.tokenizer.encode(j.prompt)) for j in jobs}) == 3  # really different lengths
@@ -97,5 +97,5 @@ def test_images_with_other_sampling_settings_do_not_share_a_batch(session, monke
         ImageJob("a", GenerateSettings(n=2, cfg=5.0)),
         ImageJob("b", GenerateSettings(n=2, cfg=3.0), first=2),
     ]
-    list(make_images(session, jobs, batch_size=4))
+    list(make_images(session, jobs, 4))
     assert calls == [2, 2]

@@ -266,6 +266,7 @@ class Janus:
         from PIL import Image
 
         from janus_cli.pipelines.events import ImageReady, Step
+        from janus_cli.pipelines.images import recipe
 
         by_index = {job.first + k: (job, k) for job in jobs for k in range(job.n)}
         made: list[GeneratedImage] = []
@@ -286,7 +287,7 @@ class Janus:
                             job.prompt,
                             event.seed,
                             event.index,
-                            _recipe(base, job, k),
+                            recipe(base, job, k),
                         )
                     )
         finally:
@@ -379,12 +380,6 @@ class Chat:
             {"role": "user", "text": text, "images": len(pending)},
             {"role": "assistant", "text": answer.text, "tokens": answer.tokens, "seed": settings.seed},
         ]
-
-
-def _recipe(base: dict, job, k: int) -> dict:
-    from janus_cli.pipelines.images import recipe
-
-    return recipe(base, job, k)
 
 
 def _refuse(name: str, family: str, **given: Any) -> None:

@@ -18,8 +18,13 @@ STAGES = ["environment", "fixtures", "tests", "cli", "ar-pro-1b", "int8-pro-7b",
 
 def device_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), *args], env=env,
-                       capture_output=True, text=True, timeout=1000)  # fmt: skip
+    r = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "device_check.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1000,
+    )
     [result] = out.glob("device-check-*.json")
     assert len(list(out.glob("device-check-*.log"))) == 1
     return r, json.loads(result.read_text())

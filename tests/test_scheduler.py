@@ -158,11 +158,15 @@ def test_row_cache_joins_moves_and_compactions_keep_every_row_as_alone(full, mon
 
 JOINS = {
     # A keeps running with guidance while B (another prompt length) joins: cfg 5 and cfg 1 share
-    "sampled": (GenerateSettings(n=2, seed=3, cfg=5.0, temperature=1.0, top_k=50),
-                GenerateSettings(n=1, seed=11, cfg=1.0, temperature=1.0, top_k=50)),
-    "greedy": (GenerateSettings(n=1, seed=0, cfg=5.0, temperature=0.0),
-               GenerateSettings(n=2, seed=5, cfg=3.0, temperature=0.0)),
-}  # fmt: skip
+    "sampled": (
+        GenerateSettings(n=2, seed=3, cfg=5.0, temperature=1.0, top_k=50),
+        GenerateSettings(n=1, seed=11, cfg=1.0, temperature=1.0, top_k=50),
+    ),
+    "greedy": (
+        GenerateSettings(n=1, seed=0, cfg=5.0, temperature=0.0),
+        GenerateSettings(n=2, seed=5, cfg=3.0, temperature=0.0),
+    ),
+}
 
 
 @pytest.mark.parametrize("case", JOINS)
@@ -197,8 +201,11 @@ def test_greedy_golden_image_and_text_while_it_runs(full, monkeypatch):
     decoded, decode = [], full.model.decode_codes
     monkeypatch.setattr(full.model, "decode_codes", lambda codes: decoded.append(codes) or decode(codes))
     u = gj["understand"]
-    question = TextRequest(["<image_placeholder>\n" + u["question"]], [load_image(image_path(u["image"]))],
-                           DescribeSettings(max_tokens=24, temperature=0.0))  # fmt: skip
+    question = TextRequest(
+        ["<image_placeholder>\n" + u["question"]],
+        [load_image(image_path(u["image"]))],
+        DescribeSettings(max_tokens=24, temperature=0.0),
+    )
     text = Events()
     s = Scheduler(full, max_batch=4)
     s.start()
@@ -380,12 +387,17 @@ def test_janusflow_requests_queued_together_share_a_batch(flow, monkeypatch):
     monkeypatch.setattr(
         flow_run, "generate_flow_batch", lambda s, v, batch: batches.append(len(batch)) or run(s, v, batch)
     )
-    jobs = [ImageJob(FOX, FlowSettings(n=1, seed=3, steps=1, cfg=2.0)),
-            ImageJob(WHALE, FlowSettings(n=1, seed=5, steps=1, cfg=2.0, noise="official"))]  # fmt: skip
+    jobs = [
+        ImageJob(FOX, FlowSettings(n=1, seed=3, steps=1, cfg=2.0)),
+        ImageJob(WHALE, FlowSettings(n=1, seed=5, steps=1, cfg=2.0, noise="official")),
+    ]
     want = [e for e in make_images(session, jobs, 4, vae=vae) if isinstance(e, ImageReady)]
     u = golden_json("janusflow-1.3b-tiny")["understand"]
-    question = TextRequest(["<image_placeholder>\n" + u["question"]], [load_image(image_path(u["image"]))],
-                           DescribeSettings(max_tokens=24))  # fmt: skip
+    question = TextRequest(
+        ["<image_placeholder>\n" + u["question"]],
+        [load_image(image_path(u["image"]))],
+        DescribeSettings(max_tokens=24),
+    )
     s = Scheduler(session, vae, max_batch=4)
     got = [Events() for _ in jobs]
     for job, events in zip(jobs, got, strict=True):

@@ -37,8 +37,19 @@ from janus_cli.pipelines.requests import (
 )
 from janus_cli.pipelines.text_rows import TextRows
 
-__all__ = ["Scheduler", "ImageRequest", "TextRequest", "Ticket", "QueueFull", "SchedulerStats", "ImageStep",
-           "ImageDone", "TextDelta", "TextDone", "Finished"]  # fmt: skip
+__all__ = [
+    "Scheduler",
+    "ImageRequest",
+    "TextRequest",
+    "Ticket",
+    "QueueFull",
+    "SchedulerStats",
+    "ImageStep",
+    "ImageDone",
+    "TextDelta",
+    "TextDone",
+    "Finished",
+]
 
 log = logging.getLogger(__name__)
 SHUTDOWN = "server shutting down"

@@ -211,8 +211,9 @@ def create_app(models: list[Model], options: Options):
             for m in models:
                 await run_in_threadpool(m.scheduler.close)
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: _http_error, Exception: _crash})  # fmt: skip
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _crash}
+    )
     return metrics.middleware(Guard(app, options.policy))
 
 
@@ -254,8 +255,13 @@ def submit(m: Model, request, events: Events):
     try:
         return m.scheduler.submit(request, events)
     except QueueFull as e:
-        raise ApiError(429, f"{e}; retry in {e.retry_after} s", type="requests", code="rate_limit_exceeded",
-                       headers={"Retry-After": str(int(e.retry_after))}) from None  # fmt: skip
+        raise ApiError(
+            429,
+            f"{e}; retry in {e.retry_after} s",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(int(e.retry_after))},
+        ) from None
     except JanusError as e:
         raise bad_request(str(e), code="invalid_input") from None
 
@@ -332,8 +338,14 @@ async def _image_stream(events: Events, made):
 
 
 def _model_card(m: Model, created: int) -> dict:
-    return {"id": m.name, "object": "model", "created": created, "owned_by": "janus-cli", "family": m.family,
-            "max_batch": m.max_batch}  # fmt: skip
+    return {
+        "id": m.name,
+        "object": "model",
+        "created": created,
+        "owned_by": "janus-cli",
+        "family": m.family,
+        "max_batch": m.max_batch,
+    }
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

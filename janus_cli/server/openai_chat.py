@@ -199,7 +199,7 @@ def completion(cid: str, model: str, text: str, finish: str, prompt_tokens: int,
                 "logprobs": None,
                 "finish_reason": finish,
             }
-        ],  # fmt: skip
+        ],
         "usage": usage(prompt_tokens, tokens),
         "system_fingerprint": None,
     }

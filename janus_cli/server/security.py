@@ -148,10 +148,14 @@ def _with_cors(send, origin: str):
 
 
 async def _send_preflight(send, origin: str) -> None:
-    headers = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin"),
-               (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-               (b"access-control-allow-headers", b"authorization, content-type"),
-               (b"access-control-max-age", b"600"), (b"content-length", b"0")]  # fmt: skip
+    headers = [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"vary", b"Origin"),
+        (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+        (b"access-control-allow-headers", b"authorization, content-type"),
+        (b"access-control-max-age", b"600"),
+        (b"content-length", b"0"),
+    ]
     await send({"type": "http.response.start", "status": 204, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 

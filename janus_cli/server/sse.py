@@ -66,10 +66,19 @@ class EventStream:
         self.status_code = 200
 
     async def __call__(self, scope, receive, send) -> None:
-        headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-                   "x-accel-buffering": "no", **self.headers}  # fmt: skip
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers.items()]})  # fmt: skip
+        headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-accel-buffering": "no",
+            **self.headers,
+        }
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+            }
+        )
         watcher = watch_disconnect(receive, self.on_disconnect)
         try:
             async for chunk in self.chunks:

@@ -181,11 +181,11 @@ def _open(
     models: int,
     quiet: bool,
 ):
-    """Load REF and give it its scheduler: a server.app.Model."""
+    """Load REF and give it its scheduler: a server.backend.Model."""
     import time
 
     from janus_cli.pipelines.scheduler import Scheduler
-    from janus_cli.server.app import Model
+    from janus_cli.server.backend import Model
     from janus_cli.server.batch import default_max_batch
     from janus_cli.server.loading import load
 

@@ -1,4 +1,4 @@
-"""The HTTP app: OpenAI-compatible routes over one scheduler per served model.
+"""The HTTP app: OpenAI-compatible routes over a backend that runs the served models.
 
 Built on Starlette (+ uvicorn), not FastAPI: every body is validated here, by hand, so that
 each refusal is an OpenAI error object (`{"error": {...}}`, see errors.py) naming its field;
@@ -6,8 +6,9 @@ FastAPI's pydantic models would answer 422s of another shape that we would have 
 route by route. Starlette is also FastAPI's own core, so this is fewer dependencies and a
 faster start, for no missing feature.
 
-Handlers never touch torch: they parse, `submit` to the model's Scheduler (pipelines/
-scheduler.py, whose worker thread alone runs the model) and await its events (sse.py).
+Handlers never touch torch: they parse, `open` the request on the backend (backend.py: a
+Scheduler in this process, pipelines/scheduler.py, or a Ray Serve replica's, ray_backend.py)
+and await its events (sse.py). Routes, validation, SSE, metrics and security exist here once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -29,37 +31,15 @@ from starlette.routing import Mount, Route
 
 from janus_cli.server import openai_chat as chat
 from janus_cli.server import openai_images as images
+from janus_cli.server.backend import LocalBackend, ModelInfo, Stream
 from janus_cli.server.errors import ApiError, bad_request, server_error
 from janus_cli.server.metrics import CONTENT_TYPE, Metrics
 from janus_cli.server.security import BodyTooLarge, Guard, Policy
-from janus_cli.server.sse import DONE, Events, EventStream, frame, watch_disconnect
+from janus_cli.server.sse import DONE, EventStream, frame, watch_disconnect
 from janus_cli.server.validate import optional
 
 STATIC = Path(__file__).parent / "static"
 PROGRESS_EVENTS = 48  # at most this many progress events per image in an image stream
-
-
-@dataclass
-class Model:
-    """A served model: its name in requests, the loaded `Janus`, its scheduler."""
-
-    name: str
-    janus: object  # janus_cli.Janus
-    scheduler: object  # pipelines.scheduler.Scheduler
-    max_batch: int
-    vae: str | None = None  # JanusFlow's VAE reference, for the recipe
-
-    @property
-    def family(self) -> str:
-        return self.janus.family
-
-    def base_record(self) -> dict:
-        """The recipe fields of every image this model makes, as `janus generate` records them."""
-        from janus_cli.pipelines.images import run_base
-
-        s = self.janus.session
-        extra = {"vae": self.vae} if self.family == "janusflow" else {}
-        return run_base(s.name, None, str(s.dtype).removeprefix("torch."), s.quantize, **extra)
 
 
 @dataclass(frozen=True)
@@ -69,16 +49,19 @@ class Options:
     max_n_per_batch: int = 4  # n is at most max_batch x this
 
 
-def create_app(models: list[Model], options: Options):
-    """The ASGI app serving MODELS (their schedulers start with the app and close with it)."""
-    by_name = {m.name: m for m in models}
-    metrics = Metrics({m.name: m.scheduler for m in models})
+def create_app(backend: Any, options: Options):
+    """The ASGI app serving BACKEND's models (a LocalBackend, a RayBackend, or a list of
+    Models, served locally); the backend starts with the app and closes with it."""
+    if isinstance(backend, list):
+        backend = LocalBackend(backend)
+    metrics = Metrics()
     started = int(time.time())
 
-    def pick(name: str | None) -> Model:
+    def pick(name: str | None) -> ModelInfo:
+        by_name = {m.name: m for m in backend.infos}
         if name is None:
             if len(by_name) == 1:
-                return models[0]
+                return backend.infos[0]
             raise bad_request(
                 f"model: required when several models are served ({', '.join(by_name)})", "model"
             )
@@ -92,16 +75,16 @@ def create_app(models: list[Model], options: Options):
         return by_name[name]
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "models": list(by_name)})
+        return JSONResponse({"status": "ok", "models": [m.name for m in backend.infos]})
 
     async def list_models(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [_model_card(m, started) for m in models]})
+        return JSONResponse({"object": "list", "data": [_model_card(m, started) for m in backend.infos]})
 
     async def get_model(request: Request) -> Response:
         return JSONResponse(_model_card(pick(request.path_params["name"]), started))
 
     async def scrape(request: Request) -> Response:
-        return Response(metrics.scrape(), media_type=CONTENT_TYPE)
+        return Response(metrics.scrape(await backend.stats()), media_type=CONTENT_TYPE)
 
     async def chat_completions(request: Request) -> Response:
         call = await run_in_threadpool(
@@ -114,19 +97,19 @@ def create_app(models: list[Model], options: Options):
         settings = DescribeSettings(
             max_tokens=call.max_tokens, temperature=call.temperature, top_p=call.top_p, seed=call.seed
         )
-        events = Events()
-        ticket = submit(
-            m,
+        t0 = time.perf_counter()
+        events = await backend.open(
+            m.name,
             TextRequest(messages=call.messages, images=call.images, settings=settings, system=call.system),
-            events,
         )
-        cid, t0 = chat.completion_id(), time.perf_counter()
+        cid = chat.completion_id()
         if call.stream:
             ttft = metrics.ttft.labels(m.name)
             first = lambda: ttft.observe(time.perf_counter() - t0)  # noqa: E731
-            return EventStream(_chat_stream(events, cid, m.name, call.include_usage, first), ticket.cancel)
+            chunks = _chat_stream(events, cid, m.name, call.include_usage, first)
+            return EventStream(chunks, events.cancel, events.headers)
         done, end = None, None
-        async for event in _until_gone(events, request, ticket):
+        async for event in _until_gone(events, request):
             kind = type(event).__name__
             if kind == "TextDone":
                 done = event
@@ -134,7 +117,8 @@ def create_app(models: list[Model], options: Options):
                 end = event
         _raise_unfinished(end)
         return JSONResponse(
-            chat.completion(cid, m.name, done.text, done.finish_reason, done.prompt_tokens, done.tokens)
+            chat.completion(cid, m.name, done.text, done.finish_reason, done.prompt_tokens, done.tokens),
+            headers=events.headers,
         )
 
     async def generations(request: Request) -> Response:
@@ -143,9 +127,9 @@ def create_app(models: list[Model], options: Options):
         call = images.parse_images(body, m.family, max_n=m.max_batch * options.max_n_per_batch)
         from janus_cli.pipelines.scheduler import ImageRequest
 
-        events = Events()
-        ticket = submit(m, ImageRequest(prompt=call.prompt, settings=images.settings(call, m.family)), events)
-        base, files = m.base_record(), str(request.base_url) + "files/"
+        request_ = ImageRequest(prompt=call.prompt, settings=images.settings(call, m.family))
+        events = await backend.open(m.name, request_)
+        base, files = m.base, str(request.base_url) + "files/"
 
         async def made(event) -> dict:
             from janus_cli.imageio import png_metadata
@@ -163,17 +147,17 @@ def create_app(models: list[Model], options: Options):
             return images.item(data, event.seed, url)
 
         if call.stream:
-            return EventStream(_image_stream(events, made), ticket.cancel)
+            return EventStream(_image_stream(events, made), events.cancel, events.headers)
         out: dict[int, dict] = {}
         end = None
-        async for event in _until_gone(events, request, ticket):
+        async for event in _until_gone(events, request):
             kind = type(event).__name__
             if kind == "ImageDone":
                 out[event.index] = await made(event)
             elif kind == "Finished":
                 end = event
         _raise_unfinished(end)
-        return JSONResponse(images.response([out[k] for k in sorted(out)]))
+        return JSONResponse(images.response([out[k] for k in sorted(out)]), headers=events.headers)
 
     async def serve_file(request: Request) -> Response:
         import re
@@ -203,13 +187,11 @@ def create_app(models: list[Model], options: Options):
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        for m in models:
-            m.scheduler.start()
+        await backend.start()
         try:
             yield
         finally:
-            for m in models:
-                await run_in_threadpool(m.scheduler.close)
+            await backend.close()
 
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _crash}
@@ -247,35 +229,16 @@ async def read_json(request: Request) -> dict:
     return body
 
 
-def submit(m: Model, request, events: Events):
-    """REQUEST queued on M's scheduler: bad input is a 400, a full queue a 429 with Retry-After."""
-    from janus_cli.errors import JanusError
-    from janus_cli.pipelines.scheduler import QueueFull
-
-    try:
-        return m.scheduler.submit(request, events)
-    except QueueFull as e:
-        raise ApiError(
-            429,
-            f"{e}; retry in {e.retry_after} s",
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(int(e.retry_after))},
-        ) from None
-    except JanusError as e:
-        raise bad_request(str(e), code="invalid_input") from None
-
-
-async def _until_gone(events: Events, request: Request, ticket):
-    """EVENTS, cancelling TICKET if the client disconnects while they come, or if the handler
-    stops reading them (cancel is a no-op once the ticket finished)."""
-    watcher = watch_disconnect(request.receive, ticket.cancel)
+async def _until_gone(events: Stream, request: Request):
+    """EVENTS, cancelled if the client disconnects while they come, or if the handler stops
+    reading them (cancel is a no-op once the request finished)."""
+    watcher = watch_disconnect(request.receive, events.cancel)
     try:
         async for event in events:
             yield event
     finally:
         watcher.cancel()
-        ticket.cancel()
+        events.cancel()
 
 
 def _raise_unfinished(end) -> None:
@@ -285,7 +248,7 @@ def _raise_unfinished(end) -> None:
         raise ApiError(500, f"the request failed: {end.error}", type="server_error", code="generation_failed")
 
 
-async def _chat_stream(events: Events, cid: str, model: str, include_usage: bool, first_text):
+async def _chat_stream(events: Stream, cid: str, model: str, include_usage: bool, first_text):
     created = int(time.time())
     yield frame(chat.chunk(cid, model, created, {"role": "assistant", "content": ""}))
     done, seen = None, False
@@ -309,7 +272,7 @@ async def _chat_stream(events: Events, cid: str, model: str, include_usage: bool
     yield DONE
 
 
-async def _image_stream(events: Events, made):
+async def _image_stream(events: Stream, made):
     """Progress events (at most PROGRESS_EVENTS per image), one completed event per image."""
     async for event in events:
         kind = type(event).__name__
@@ -337,7 +300,7 @@ async def _image_stream(events: Events, made):
     yield DONE
 
 
-def _model_card(m: Model, created: int) -> dict:
+def _model_card(m: ModelInfo, created: int) -> dict:
     return {
         "id": m.name,
         "object": "model",

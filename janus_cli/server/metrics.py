@@ -3,8 +3,10 @@ so that several apps in one process, as in tests, do not collide).
 
 Requests are counted by route and status and timed by route, in an ASGI middleware; the
 schedulers' state (queue depth, rows in the last step, image tokens, images made, text
-tokens, busy time) is read from `Scheduler.stats()` at each scrape, per model. Image tokens/s
-is `rate(janus_image_tokens_total[1m])`, or since start `janus_image_tokens_per_busy_second`.
+tokens, busy time) is the backend's `stats()` at each scrape, per model: one Scheduler's for
+the local server, the sum over a model's live replicas for the Ray one (ray_stats.py), with
+`janus_replicas` saying how many. Image tokens/s is `rate(janus_image_tokens_total[1m])`, or
+since start `janus_image_tokens_per_busy_second`.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ def route_of(path: str) -> str:
 
 
 class Metrics:
-    """The registry of one app and its instruments; SCHEDULERS maps model name -> Scheduler."""
+    """The registry of one app and its instruments."""
 
-    def __init__(self, schedulers: dict):
+    def __init__(self):
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "janus_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
@@ -43,9 +45,13 @@ class Metrics:
         self.ttft = Histogram(
             "janus_chat_first_token_seconds", "Chat: time to the first text", ["model"], **timed
         )
-        self.registry.register(_SchedulerCollector(schedulers))
+        self.schedulers = _SchedulerCollector()
+        self.registry.register(self.schedulers)
 
-    def scrape(self) -> bytes:
+    def scrape(self, stats: dict) -> bytes:
+        """The registry's text, the schedulers' part from STATS (model name -> SchedulerStats,
+        with an optional `replicas` attribute)."""
+        self.schedulers.stats = stats
         return generate_latest(self.registry)
 
     def middleware(self, app):
@@ -71,10 +77,10 @@ class Metrics:
 
 
 class _SchedulerCollector:
-    """Reads every scheduler's stats at scrape time."""
+    """The schedulers' stats given to the scrape."""
 
-    def __init__(self, schedulers: dict):
-        self.schedulers = schedulers
+    def __init__(self):
+        self.stats: dict = {}
 
     def describe(self):
         return []
@@ -100,8 +106,9 @@ class _SchedulerCollector:
             "Image tokens per second of worker busy time",
             labels=["model"],
         )
-        for name, scheduler in self.schedulers.items():
-            s = scheduler.stats()
+        replicas = GaugeMetricFamily("janus_replicas", "Live schedulers serving the model", labels=["model"])
+        for name, s in self.stats.items():
+            replicas.add_metric([name], getattr(s, "replicas", 1))
             for k in gauges:
                 g[k].add_metric([name], getattr(s, k))
             for k in counters:
@@ -110,3 +117,4 @@ class _SchedulerCollector:
         yield from g.values()
         yield from c.values()
         yield rate
+        yield replicas

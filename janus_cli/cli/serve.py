@@ -11,6 +11,7 @@ from janus_cli.cli.options import RUNTIME
 
 SERVER = "Server"
 SECURITY = "Security"
+RAY = "Ray Serve (--ray)"
 MISSING = "janus serve needs starlette, uvicorn and prometheus-client: pip install 'janus-cli[serve]'"
 
 
@@ -114,6 +115,66 @@ def serve(
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
     quiet: options.Quiet = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            rich_help_panel=RAY,
+            help="Serve on a Ray cluster with Ray Serve: one deployment per model, each replica "
+            "its own copy of the model and scheduler, behind the same routes.",
+        ),
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            rich_help_panel=RAY,
+            show_default=False,
+            help="Ray cluster to join: auto or HOST:PORT. Default: RAY_ADDRESS if set, else a local "
+            "cluster started for this server.",
+        ),
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option("--replicas", min=1, rich_help_panel=RAY, help="Replicas per model.")
+    ] = 1,
+    min_replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--min-replicas",
+            min=1,
+            rich_help_panel=RAY,
+            show_default=False,
+            help="Autoscale: at least this many replicas per model (with --max-replicas).",
+        ),
+    ] = None,
+    max_replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--max-replicas",
+            min=1,
+            rich_help_panel=RAY,
+            show_default=False,
+            help="Autoscale: at most this many replicas per model.",
+        ),
+    ] = None,
+    cpus_per_replica: Annotated[
+        float,
+        typer.Option(
+            "--cpus-per-replica",
+            min=0.0,
+            rich_help_panel=RAY,
+            help="CPUs each replica reserves (its torch threads: at least 1).",
+        ),
+    ] = 1.0,
+    gpus_per_replica: Annotated[
+        float,
+        typer.Option(
+            "--gpus-per-replica",
+            min=0.0,
+            rich_help_panel=RAY,
+            help="GPUs each replica reserves (fractions share a GPU).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Serve the models over an OpenAI-compatible HTTP API: chat about images, generate images.
 
@@ -127,6 +188,8 @@ def serve(
       janus serve -m janus-pro-1b -m janusflow-1.3b --port 9000
 
       JANUS_API_KEY=secret janus serve --host 0.0.0.0 --allowed-host gpu-box.lan
+
+      janus serve --ray --address HEAD:6379 --replicas 2 --cpus-per-replica 4
     """
     try:
         import prometheus_client  # noqa: F401
@@ -160,6 +223,26 @@ def serve(
             frozenset(allow_origin or ()),
             int(max_body_mb * 2**20),
         )
+        if ray:
+            from janus_cli.cli.serve_ray import RayChoice, serve_ray
+
+            choice = RayChoice(
+                address, replicas, min_replicas, max_replicas, cpus_per_replica, gpus_per_replica
+            )
+            return serve_ray(
+                refs,
+                choice,
+                host,
+                port,
+                Options(policy, Path(output_dir).resolve()),
+                quiet,
+                device=device,
+                dtype=dtype,
+                quantize=quantize,
+                vae=vae,
+                max_batch=max_batch,
+                max_queue=max_queue,
+            )
         served = [
             _open(
                 ref, name, device, dtype, quantize, vae or DEFAULT_VAE, max_batch, max_queue, len(refs), quiet

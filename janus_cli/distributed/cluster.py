@@ -67,10 +67,11 @@ def connect(opts: RayOptions):
     return ray
 
 
-def join(ray, opts: RayOptions) -> None:
+def join(ray, opts: RayOptions, flags: tuple[str, str] = ("--cpus-per-worker", "--gpus-per-worker")) -> None:
     """`ray.init` with one-line errors: an address where nothing listens or that refuses this
     process fails within seconds (preflight.probe), and so does a cluster with no node that can
-    hold one worker, which Ray would otherwise wait for forever."""
+    hold one worker, which Ray would otherwise wait for forever. FLAGS name the options that
+    set a worker's CPUs and GPUs, in that error."""
     address = opts.address or os.environ.get("RAY_ADDRESS") or None
     if address:
         preflight.probe(address, from_env=not opts.address)
@@ -85,9 +86,9 @@ def join(ray, opts: RayOptions) -> None:
         first = (str(e).splitlines() or [""])[0][:300]
         raise ConnectionFailed(f"cannot join the Ray cluster at {address}: {first}") from None
     where = f"the Ray cluster at {address}" if address else "the local Ray cluster (this machine)"
-    options = f"--cpus-per-worker {opts.cpus_per_worker}"
+    options = f"{flags[0]} {opts.cpus_per_worker:g}"
     if opts.gpus_per_worker:
-        options += f", --gpus-per-worker {opts.gpus_per_worker:g}"
+        options += f", {flags[1]} {opts.gpus_per_worker:g}"
     try:
         preflight.check_fits(ray.nodes(), opts.cpus_per_worker, opts.gpus_per_worker or 0, where, options)
     except InputError:

@@ -192,6 +192,10 @@ class Scheduler:
             self._cv.notify_all()
         return ticket
 
+    def alive(self) -> bool:
+        """Whether the worker thread runs (a front end's health check)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stats(self) -> SchedulerStats:
         with self._cv:
             s = SchedulerStats(**vars(self._stats))

@@ -75,7 +75,10 @@ def create_app(backend: Any, options: Options):
         return by_name[name]
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "models": [m.name for m in backend.infos]})
+        live = await backend.live()  # model -> schedulers running it (replicas on Ray)
+        ok = all(live.values())
+        body = {"status": "ok" if ok else "unavailable", "models": [m.name for m in backend.infos]}
+        return JSONResponse({**body, "replicas": live}, status_code=200 if ok else 503)
 
     async def list_models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [_model_card(m, started) for m in backend.infos]})

@@ -107,6 +107,10 @@ class LocalBackend:
         """Model name -> its scheduler's SchedulerStats, for /metrics."""
         return {name: m.scheduler.stats() for name, m in self.served.items()}
 
+    async def live(self) -> dict[str, int]:
+        """Model name -> 1 while its scheduler's thread runs, else 0 (/health says 503)."""
+        return {name: int(m.scheduler.alive()) for name, m in self.served.items()}
+
     async def open(self, model: str, request) -> Stream:
         from janus_cli.server.sse import Events
 

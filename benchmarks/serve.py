@@ -85,12 +85,19 @@ def build_checkpoint(folder: Path) -> Path:
 class Server:
     """`python -m janus_cli serve` in a subprocess on a free loopback port."""
 
-    def __init__(self, model: Path, dtype: str, max_batch: int | None):
+    def __init__(
+        self, model: Path, dtype: str, max_batch: int | None, env: dict | None = None, cpus: str | None = None
+    ):
         args = ["-m", str(model), "--dtype", dtype, "--port", "0", "--max-queue", "512", "--max-body-mb", "4"]
         args += ["--max-batch", str(max_batch)] if max_batch else []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            **(env or {}),
+        }
+        pinned = ["taskset", "-c", cpus] if cpus else []  # CPUS: the cores it may use (0,1 ...)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "janus_cli", "serve", *args],
+            [*pinned, sys.executable, "-m", "janus_cli", "serve", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -269,10 +276,18 @@ def main() -> None:
         default=list(KS),
         help="concurrent clients to measure (K=8 for the SUMMARY)",
     )
+    ap.add_argument(
+        "--ray",
+        action="store_true",
+        help="instead: janus serve --ray on a two-node one-CPU-each cluster here, against the "
+        "local server on one CPU, and two replicas against one (benchmarks/serve_ray.py)",
+    )
     args = ap.parse_args()
     model = args.model or build_checkpoint(
         (args.keep or Path(tempfile.gettempdir()) / "janus-serve-bench") / "janus-pro-1b-random"
     )
+    if args.ray:
+        return ray_main(model, args)
     rows: dict = {
         "model": str(args.model or "Janus-Pro-1B (random weights)"),
         "dtype": args.dtype,
@@ -330,6 +345,19 @@ def main() -> None:
         "SUMMARY "
         + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
     )
+
+
+def ray_main(model: Path, args) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from serve_ray import K, run
+
+    got = run(model, args.dtype, max_batch=K, reps=1 if args.quick else 3)
+    got["model"], got["dtype"] = str(args.model or "Janus-Pro-1B (random weights)"), args.dtype
+    out = ROOT / "benchmarks" / "results" / f"serve-ray-{time.strftime('%Y-%m-%d')}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(got, indent=2))
+    print(f"wrote {out.relative_to(ROOT)}")
+    print("SUMMARY " + " ".join(f"{k}={v:.3f}" for k, v in got["summary"].items()))
 
 
 if __name__ == "__main__":

@@ -394,6 +394,52 @@ def test_stopping_lets_a_running_image_finish(server):
     assert code == 0, server.said()[-2000:]
 
 
+def test_serve_run_deploys_the_example_yaml(server, cluster, tmp_path):
+    """Ray's own tool on examples/serve-ray.yaml (its model, sizes and port pointed at the test's),
+    after the driver above has deleted its application; SIGINT tears it down."""
+    text = (Path(__file__).parents[1] / "examples" / "serve-ray.yaml").read_text()
+    for old, new in [
+        ("model: janus-pro-1b ", f"model: {checkpoint_dir(PRO)} "),
+        ("replicas: 2", "replicas: 1"),
+        ("cpus_per_replica: 4", "cpus_per_replica: 1"),
+        ("port: 8000", f"port: {server.port}"),
+        ("output_dir: /tmp/janus-serve-images", f"output_dir: {tmp_path}"),
+        ("max_batch: 8", "max_batch: 2\n      device: cpu\n      dtype: float32"),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "serve.yaml").write_text(text)
+    command = [sys.executable, "-c", "import sys; from ray.serve.scripts import cli; sys.exit(cli())"]
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(
+        [*command, "run", str(tmp_path / "serve.yaml"), "--address", cluster.address],
+        env=cluster.env(RAY_AUTH_MODE="token"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.seek(0) or log.read()[-3000:]
+            try:
+                if httpx.get(server.url + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        models = httpx.get(server.url + "/v1/models", timeout=30).json()["data"]
+        assert [m["id"] for m in models] == [checkpoint_dir(PRO).name] and models[0]["max_batch"] == 2
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        assert httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def test_without_ray_serve_is_one_line_naming_the_extra(tmp_path):
     fake = tmp_path / "ray"
     fake.mkdir()

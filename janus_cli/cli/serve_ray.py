@@ -48,8 +48,6 @@ def serve_ray(
     specs = replica_specs(
         refs, m["device"], m["dtype"], m["quantize"], m["vae"], m["max_batch"], m["max_queue"], scaling
     )
-    if not quiet:
-        _say(f"joining {choice.address or 'a local Ray cluster'}")
     logging.getLogger("ray.serve").setLevel(logging.WARNING if not quiet else logging.ERROR)
     opts = RayOptions(choice.address, 1, choice.gpus, choice.cpus, quiet)
     join(ray, opts, FLAGS)

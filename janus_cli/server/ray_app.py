@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from janus_cli.server.ray_replica import JanusReplica, ReplicaSpec
+from janus_cli.server.ray_replica import JanusReplica, ReplicaSpec, ongoing
 
 APP_NAME = "janus"
 SHUTDOWN_BOUND_S = 120  # a replica being stopped lets running images finish this long
@@ -58,7 +58,7 @@ def build(spec: RaySpec):
         models[r.name] = deployment.options(
             name=_deployment_name(r.name),
             ray_actor_options={"num_cpus": spec.scaling.cpus, "num_gpus": spec.scaling.gpus},
-            max_ongoing_requests=2 * r.max_batch,
+            max_ongoing_requests=ongoing(r.max_batch),
             max_queued_requests=r.max_queue,
             graceful_shutdown_timeout_s=SHUTDOWN_BOUND_S,
             health_check_period_s=HEALTH_PERIOD_S,

@@ -36,7 +36,7 @@ class ReplicaSpec:
     quantize: str = "none"
     vae: str | None = None
     max_batch: int = 8
-    max_queue: int = 64
+    max_queue: int = 64  # requests waiting in the ingress for a free replica (not in a replica)
     threads: int = 1  # torch's CPU threads (the replica's CPUs)
 
 
@@ -64,7 +64,8 @@ class JanusReplica:
 
         torch.set_num_threads(max(1, spec.threads))  # fp32 results depend on the split: fixed
         janus = load(spec.ref, spec.device, spec.dtype, spec.quantize, spec.vae)
-        self.scheduler = Scheduler(janus.session, janus.vae, spec.max_batch, spec.max_queue)
+        # Serve sends at most ongoing(max_batch) requests: the scheduler queues them all
+        self.scheduler = Scheduler(janus.session, janus.vae, spec.max_batch, ongoing(spec.max_batch))
         self.scheduler.start()
         self.info = ModelInfo(spec.name, janus.family, spec.max_batch, base_record(janus, spec.vae))
         self.replica, self.key = _whoami(spec.name)
@@ -127,6 +128,11 @@ class JanusReplica:
                 log.warning("could not publish scheduler stats", exc_info=True)
             if self._closed.wait(PUBLISH_EVERY_S):
                 return
+
+
+def ongoing(max_batch: int) -> int:
+    """Requests a replica takes at once: a batch of images and one of answers, side by side."""
+    return 2 * max_batch
 
 
 def stats_prefix(app: str) -> str:

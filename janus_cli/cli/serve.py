@@ -113,6 +113,14 @@ def serve(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
+    no_access_log: Annotated[
+        bool,
+        typer.Option(
+            "--no-access-log",
+            rich_help_panel=options.OUTPUT,
+            help="No line per request on stderr (method, path, status, seconds); -q implies it.",
+        ),
+    ] = False,
     quiet: options.Quiet = False,
 ) -> None:
     """Serve the models over an OpenAI-compatible HTTP API: chat about images, generate images.
@@ -166,7 +174,8 @@ def serve(
             )
             for ref, name in zip(refs, names, strict=True)
         ]
-        _listen(served, host, port, Options(policy, Path(output_dir)))
+        access_log = not (quiet or no_access_log)
+        _listen(served, host, port, Options(policy, Path(output_dir), access_log=access_log))
 
 
 def _open(

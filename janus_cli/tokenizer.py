@@ -98,3 +98,32 @@ class Tokenizer:
 
     def decode(self, ids: list[int], skip_special: bool = True) -> str:
         return self.tok.decode(ids, skip_special_tokens=skip_special)
+
+
+class Detokenizer:
+    """An answer's text as its tokens come, in pieces that never split a character.
+
+    Byte-level BPE splits a character's UTF-8 bytes across tokens; until the last byte comes,
+    `decode` ends in U+FFFD. A piece waits for the character to complete, and `flush` gives what
+    is still held when the answer ends (decoded as `decode` shows it, U+FFFD included), so the
+    pieces always join to `decode(tokens)`: streamed and whole answers are the same text.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.shown = ""  # the text given out so far
+
+    def step(self, tokens: list[int]) -> str:
+        """The new whole characters of TOKENS (the answer so far), or ""."""
+        text = self.tokenizer.decode(tokens)
+        if text.endswith("\ufffd") or len(text) <= len(self.shown):
+            return ""
+        return self._advance(text)
+
+    def flush(self, tokens: list[int]) -> str:
+        """The rest of TOKENS' text, the answer being over."""
+        return self._advance(self.tokenizer.decode(tokens))
+
+    def _advance(self, text: str) -> str:
+        piece, self.shown = text[len(self.shown) :], text
+        return piece

@@ -299,7 +299,7 @@ def test_generate_streams_bars_and_images_equal_to_the_api(page, server, names):
     # Recipe on hover (title) and on click (details); download = the PNG, which carries its recipe.
     first = items.nth(0)
     assert f"prompt: {PROMPT}" in first.locator("img").get_attribute("title")
-    first.locator("img").click()
+    first.locator("summary").click()
     expect(first.locator("details")).to_have_attribute("open", "")
     expect(first.locator("dl")).to_contain_text("temperature")
     link = first.get_by_role("link", name="Download")
@@ -307,6 +307,36 @@ def test_generate_streams_bars_and_images_equal_to_the_api(page, server, names):
     assert re.fullmatch(r"a-red-fox-in-the-snow-\d+\.png", link.get_attribute("download"))
     recipe = png_recipe(link.get_attribute("href"))
     assert (recipe["prompt"], recipe["temperature"], recipe["cfg"]) == (PROMPT, 0, 5), recipe
+
+
+def test_a_thumbnail_opens_its_image_full_size(page):
+    """The gallery's thumbnails are 384-pixel images shrunk to fit; Enter (or a click) on one
+    shows it at its natural size in a modal dialog, and Escape (or a click) closes it."""
+    expect = sync_api.expect
+    thumb = page.locator("#gallery li").first.get_by_role("button", name=f"View full size: {PROMPT}")
+    viewer, full = page.get_by_role("dialog", name="Full-size image"), page.locator("#viewer-image")
+    width = "e => Math.round(e.getBoundingClientRect().width)"
+    assert thumb.locator("img").evaluate(width) < 384  # a thumbnail
+    expect(viewer).to_be_hidden()
+
+    thumb.focus()
+    page.keyboard.press("Enter")
+    expect(viewer).to_be_visible()
+    assert full.get_attribute("src") == thumb.locator("img").get_attribute("src")
+    assert full.evaluate("e => [e.naturalWidth, e.naturalHeight]") == [384, 384]
+    assert full.evaluate(width) == 384  # shown at its natural size
+    assert page.evaluate("document.activeElement.closest('dialog')?.id") == "viewer"  # focus inside
+    page.keyboard.press("Escape")
+    expect(viewer).to_be_hidden()
+    expect(thumb).to_be_focused()  # back where the person was
+
+    thumb.click()
+    expect(viewer).to_be_visible()
+    full.click()
+    expect(viewer).to_be_hidden()
+    page.get_by_role("button", name="View full size").first.click()
+    page.mouse.click(5, 5)  # the backdrop
+    expect(viewer).to_be_hidden()
 
 
 def test_cancel_stops_the_bars_then_again_and_vary_seed(page, tmp_path):

@@ -31,6 +31,7 @@ def server(tmp_path_factory):
         "4",
         "--output-dir",
         str(out),
+        "--no-access-log",
     ]
     with serving(*args) as s:
         yield s
@@ -222,3 +223,9 @@ def test_models_health_and_metrics(server, names):
 def test_a_model_is_required_when_two_are_served(server):
     r = server.post("/v1/images/generations", json={"prompt": "a fox"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
+
+
+def test_no_access_lines_with_no_access_log(server):
+    assert server.get("/health?probe=no-access-log").status_code == 200
+    time.sleep(0.5)  # what a line would take to reach the log
+    assert not [line for line in server.log if "HTTP/1.1" in line], server.log

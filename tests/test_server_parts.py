@@ -86,10 +86,43 @@ def test_parts_keep_their_order_and_turns_alternate():
         ({"messages": [user(text_part("hi"))], "max_tokens": 0}, "max_tokens"),
         ({"messages": [user(text_part("hi"))], "top_p": 0}, "top_p"),
         ({"messages": [user(text_part("hi"))], "n": 2}, "n"),
+        ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "system", "content": None}, user()]}, "messages[0].content"),
+        ({"messages": [{"role": "developer", "content": None}, user()]}, "messages[0].content"),
+        ({"messages": [user(), {"role": "assistant", "content": None}, user()]}, "messages[1].content"),
     ],
 )
 def test_bad_chat_bodies_name_their_field(body, param):
     assert refused(body).param == param
+
+
+def test_content_may_be_null_only_in_an_assistant_message_that_calls_tools():
+    """OpenAI's own rule (its API reference: an assistant's content is "required unless
+    tool_calls or function_call is specified"; every other role's is required)."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assistant = {"role": "assistant", "content": None, "tool_calls": [call]}
+    assert parse_chat({"messages": [user(text_part("hi")), assistant, user(text_part("and?"))]}).messages == [
+        "hi",
+        "",
+        "and?",
+    ]
+    error = refused({"messages": [{"role": "user", "content": None}]})
+    assert error.message == "messages[0].content: a user message needs a string or a list of parts, got null"
+
+
+def test_a_body_is_a_json_object_nested_at_most_max_depth():
+    from janus_cli.server.validate import MAX_DEPTH, json_object
+
+    assert json_object(b'{"a": ' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}")
+    for raw in (
+        b'{"a": ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}",  # parses, but one level too deep
+        b"[" * 100_000,  # the parser's RecursionError
+        b'{"a":' * 100_000,
+    ):
+        with pytest.raises(ApiError) as e:
+            json_object(raw)
+        assert (e.value.status, e.value.code) == (400, "invalid_json") and "deep" in e.value.message
 
 
 def test_http_urls_are_refused_with_a_hint():
@@ -223,3 +256,27 @@ def test_the_benchmark_imports_and_its_mixed_load_is_a_fifth_malformed():
     assert callable(bench.main)
     requests = bench.mixed_requests(100)
     assert len(requests) == 102 and sum(r[3] for r in requests) == 20
+
+
+@pytest.mark.parametrize(
+    "flags, logged",
+    [({}, True), ({"quiet": True}, False), ({"no_access_log": True}, False)],
+)
+def test_the_access_log_is_on_unless_quiet_or_asked_off(monkeypatch, flags, logged):
+    """The flags reach the app (the lines themselves: test_server_security.py, and none with
+    --no-access-log in test_server.py)."""
+    import importlib
+
+    command = importlib.import_module("janus_cli.cli.serve")  # the module; cli exports the function
+    given = []
+    monkeypatch.setattr(command, "_open", lambda *a: object())
+    monkeypatch.setattr(command, "_listen", lambda served, host, port, options: given.append(options))
+    command.serve(model=["m"], **flags)
+    assert [o.access_log for o in given] == [logged]
+
+
+def test_an_access_line_escapes_its_target():
+    from janus_cli.server.access_log import line
+
+    scope = {"client": ("127.0.0.1", 5), "method": "GET", "path": "/a\nb c", "query_string": b"x=1\r\n2"}
+    assert line(scope, 404, 0.01234) == '127.0.0.1:5 - "GET /a%0Ab%20c?x=1%0D%0A2 HTTP/1.1" 404 0.012s'

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import re
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
@@ -214,3 +217,71 @@ def test_a_full_queue_is_429_with_retry_after(server):
     running.join(300)
     waiting.join(300)
     assert results == {0: 200, 1: 200}
+
+
+def test_deep_json_nesting_is_a_400_on_every_json_route(server):
+    for path in ("/v1/chat/completions", "/v1/images/generations"):
+        for raw in (b"[" * 100_000, b'{"a":' * 100_000, b'{"messages": ' + b"[" * 200 + b"]" * 200 + b"}"):
+            error = refused(server, server.post(path, headers=AUTH, content=raw), 400, "invalid_json")
+            assert "deep" in error["message"], error
+
+
+def test_a_message_without_content_is_a_400_naming_it(server):
+    for message in ({"role": "user", "content": None}, {"role": "user"}):
+        error = refused(
+            server, server.post("/v1/chat/completions", headers=AUTH, json={"messages": [message]}), 400
+        )
+        assert error["param"] == "messages[0].content", error
+
+
+def test_an_answer_ending_mid_character_is_the_same_streamed_or_not(server):
+    """test_text_ends.py's case (one token, a space and half an emoji) through the server."""
+    body = chat(data_url(image_path("square0.png")))
+    body["messages"][0]["content"][1]["text"] = "Describe this image in detail."
+    body |= {"temperature": 1, "seed": 239, "max_tokens": 1}
+    whole = server.post("/v1/chat/completions", headers=AUTH, json=body).json()
+    pieces = []
+    with httpx.stream(
+        "POST", server.url + "/v1/chat/completions", headers=AUTH, json={**body, "stream": True}, timeout=120
+    ) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                pieces += [c["delta"].get("content") or "" for c in json.loads(line[6:])["choices"]]
+    assert whole["choices"][0]["message"]["content"] == "".join(pieces) == " \ufffd"
+
+
+ACCESS = re.compile(r'127\.0\.0\.1:\d+ - "(\w+) (\S+) HTTP/1\.1" (\d{3}) (\d+\.\d{3})s')
+
+
+def access_lines(server, needle: str, count: int = 1) -> list[tuple[str, str, int, float]]:
+    """The access lines (method, target, status, seconds) whose target holds NEEDLE, once COUNT
+    of them are in the server's log (bounded wait)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = [m.groups() for m in map(ACCESS.fullmatch, "".join(server.log).splitlines()) if m]
+        found = [(a, b, int(c), float(d)) for a, b, c, d in found if needle in b]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_one_access_line_per_request_and_a_stream_logs_when_it_ends(server):
+    probe = uuid.uuid4().hex
+    assert server.get(f"/health?probe={probe}").status_code == 200
+    assert server.get(f"/v1/models?probe={probe}").status_code == 401  # no key
+    assert server.get(f"/v1/models?probe={probe}&x=a%0Ab", headers=AUTH).status_code == 200
+    lines = access_lines(server, probe, 3)
+    assert [(m, s) for m, _, s, _ in lines] == [("GET", 200), ("GET", 401), ("GET", 200)], lines
+    assert lines[0][1] == f"/health?probe={probe}" and lines[2][1].endswith("x=a%0Ab")  # no line break
+    body = chat(data_url(image_path("square0.png"))) | {"max_tokens": 24, "stream": True}
+    target = f"/v1/chat/completions?probe={probe}"
+    with httpx.stream("POST", server.url + target, headers=AUTH, json=body, timeout=120) as r:
+        events = r.iter_lines()
+        next(events)  # the first event (the role) is sent before any token is made
+        t0 = time.perf_counter()
+        rest = list(events)
+        span = time.perf_counter() - t0  # the 24 tokens' time, as the client saw it
+    assert r.status_code == 200 and "data: [DONE]" in rest
+    ((method, _, status, seconds),) = access_lines(server, target)
+    # logged when the stream ended: a line written as the response started would say ~0 s
+    assert (method, status) == ("POST", 200) and seconds >= span / 2, (seconds, span)

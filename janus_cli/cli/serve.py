@@ -114,6 +114,14 @@ def serve(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
+    no_access_log: Annotated[
+        bool,
+        typer.Option(
+            "--no-access-log",
+            rich_help_panel=options.OUTPUT,
+            help="No line per request on stderr (method, path, status, seconds); -q implies it.",
+        ),
+    ] = False,
     quiet: options.Quiet = False,
     ray: Annotated[
         bool,
@@ -223,6 +231,7 @@ def serve(
             frozenset(allow_origin or ()),
             int(max_body_mb * 2**20),
         )
+        options = Options(policy, Path(output_dir).resolve(), access_log=not (quiet or no_access_log))
         if ray:
             from janus_cli.cli.serve_ray import RayChoice, serve_ray
 
@@ -234,7 +243,7 @@ def serve(
                 choice,
                 host,
                 port,
-                Options(policy, Path(output_dir).resolve()),
+                options,
                 quiet,
                 device=device,
                 dtype=dtype,
@@ -249,7 +258,7 @@ def serve(
             )
             for ref, name in zip(refs, names, strict=True)
         ]
-        _listen(served, host, port, Options(policy, Path(output_dir)))
+        _listen(served, host, port, options)
 
 
 def _open(

@@ -17,6 +17,7 @@ from janus_cli.prompts import IMAGE_TAG, understanding_ids
 from janus_cli.runtime import make_generator
 from janus_cli.sampling.logits import make_sampler
 from janus_cli.sampling.text import generate_text
+from janus_cli.tokenizer import Detokenizer
 
 
 @dataclass(frozen=True)
@@ -111,16 +112,15 @@ def _answer(
     )
     answers: list[list[int]] = [[] for _ in indices]
     finished = [False] * len(indices)
-    shown = ""
+    stream = Detokenizer(tok) if len(indices) == 1 else None
     for step_ids in generate_text(model.language_model, embeds, max_tokens, sampler, tok.special.eos):
         for row, t in enumerate(step_ids.tolist()):
             finished[row] = finished[row] or t == tok.special.eos
             if not finished[row]:
                 answers[row].append(t)
-        if len(indices) == 1:
-            text = tok.decode(answers[0])
-            if not text.endswith("\ufffd") and len(text) > len(shown):
-                yield TextDelta(indices[0], text[len(shown) :])
-                shown = text
+        if stream is not None and (piece := stream.step(answers[0])):
+            yield TextDelta(indices[0], piece)
+    if stream is not None and (piece := stream.flush(answers[0])):
+        yield TextDelta(indices[0], piece)
     for row, i in enumerate(indices):
         yield TextReady(i, tok.decode(answers[row]), len(answers[row]))

@@ -18,14 +18,15 @@ from janus_cli.pipelines.batching import seed_for
 from janus_cli.pipelines.rows import RowCache, prefill
 from janus_cli.runtime import make_generator
 from janus_cli.sampling.logits import Sampler, make_sampler
+from janus_cli.tokenizer import Detokenizer
 
 
 @dataclass(eq=False)
 class TextRow:
     job: Any  # the scheduler's job: .settings (DescribeSettings), .ids, .max_tokens, .images
     sampler: Sampler
+    text: Detokenizer  # the text streamed so far
     tokens: list[int] = field(default_factory=list)
-    shown: str = ""  # text already streamed
     finish: str | None = None  # "stop" or "length" once done
 
 
@@ -59,7 +60,7 @@ class TextRows:
         sampler = make_sampler(
             s.temperature, None, s.top_p, [make_generator(seed_for(s.seed, 0))]
         )  # reply's answer 0
-        self.rows.append(TextRow(job, sampler))
+        self.rows.append(TextRow(job, sampler, Detokenizer(tok)))
         self.logits = logits if self.logits is None else torch.cat([self.logits, logits])
 
     def drop(self, leaving: set[TextRow]) -> None:
@@ -79,20 +80,19 @@ class TextRows:
     @torch.inference_mode()
     def step(self) -> list[tuple[TextRow, str]]:
         """Sample one token per row. Returns (row, new text) for rows whose decoded text grew by
-        whole characters; a row that ends gets its `finish` set."""
-        tok, out = self.session.tokenizer, []
+        whole characters, or that ended with text held back; a row that ends gets its `finish` set."""
+        out = []
         for row, logits in zip(self.rows, self.logits.split(1), strict=True):
             t = int(row.sampler(logits)[0])
             if t == self.eos:
                 row.finish = "stop"
-                continue
-            row.tokens.append(t)
-            if len(row.tokens) == row.job.max_tokens:
-                row.finish = "length"
-            text = tok.decode(row.tokens)
-            if not text.endswith("\ufffd") and len(text) > len(row.shown):
-                out.append((row, text[len(row.shown) :]))
-                row.shown = text
+            else:
+                row.tokens.append(t)
+                if len(row.tokens) == row.job.max_tokens:
+                    row.finish = "length"
+            piece = row.text.flush(row.tokens) if row.finish else row.text.step(row.tokens)
+            if piece:
+                out.append((row, piece))
         return out
 
     @torch.inference_mode()

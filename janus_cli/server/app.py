@@ -14,7 +14,6 @@ and await its events (sse.py). Routes, validation, SSE, metrics and security exi
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 import traceback
@@ -31,12 +30,13 @@ from starlette.routing import Mount, Route
 
 from janus_cli.server import openai_chat as chat
 from janus_cli.server import openai_images as images
+from janus_cli.server.access_log import access_logged
 from janus_cli.server.backend import LocalBackend, ModelInfo, Stream
 from janus_cli.server.errors import ApiError, bad_request, server_error
 from janus_cli.server.metrics import CONTENT_TYPE, Metrics
 from janus_cli.server.security import BodyTooLarge, Guard, Policy
 from janus_cli.server.sse import DONE, EventStream, frame, watch_disconnect
-from janus_cli.server.validate import optional
+from janus_cli.server.validate import json_object, optional
 
 STATIC = Path(__file__).parent / "static"
 PROGRESS_EVENTS = 48  # at most this many progress events per image in an image stream
@@ -47,6 +47,7 @@ class Options:
     policy: Policy = field(default_factory=Policy)
     output_dir: Path = Path("janus-serve-images")
     max_n_per_batch: int = 4  # n is at most max_batch x this
+    access_log: bool = False  # a line per request on stderr (access_log.py)
 
 
 def create_app(backend: Any, options: Options):
@@ -199,7 +200,7 @@ def create_app(backend: Any, options: Options):
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error, Exception: _crash}
     )
-    return metrics.middleware(Guard(app, options.policy))
+    return access_logged(metrics.middleware(Guard(app, options.policy)), options.access_log)
 
 
 def guarded(handler):
@@ -221,15 +222,7 @@ def guarded(handler):
 
 
 async def read_json(request: Request) -> dict:
-    """The body as a JSON object, whatever its Content-Type says (curl -d sends a form type)."""
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise bad_request(f"the body is not valid JSON ({e})", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request("the body must be a JSON object", code="invalid_json")
-    return body
+    return json_object(await request.body())
 
 
 async def _until_gone(events: Stream, request: Request):

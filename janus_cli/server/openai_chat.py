@@ -68,7 +68,15 @@ def parse_chat(body: dict) -> ChatCall:
             raise bad_request(
                 f"{where}.role: {role!r} is not one of system, developer, user, assistant", f"{where}.role"
             )
-        text, found = _content(m.get("content"), f"{where}.content", allow_images=role == "user")
+        content = m.get("content")
+        if content is None and not (role == "assistant" and (m.get("tool_calls") or m.get("function_call"))):
+            # OpenAI's rule: only an assistant message that calls tools may go without content
+            got = "null" if "content" in m else "no content"
+            raise bad_request(
+                f"{where}.content: a {role} message needs a string or a list of parts, got {got}",
+                f"{where}.content",
+            )
+        text, found = _content(content, f"{where}.content", allow_images=role == "user")
         images += found
         if role in ("system", "developer"):
             system.append(text)
@@ -109,7 +117,7 @@ def _content(content, where: str, allow_images: bool) -> tuple[str, list]:
         if IMAGE_TAG in content:
             raise bad_request(f"{where}: send images as image_url parts, not {IMAGE_TAG}", where)
         return content, []
-    if content is None:
+    if content is None:  # an assistant's tool call (parse_chat refuses any other)
         return "", []
     if not isinstance(content, list):
         raise bad_request(f"{where}: content is a string or a list of parts", where)

@@ -284,6 +284,11 @@ function addToGallery(url, recipe) {
   img.src = url;
   img.alt = recipe.prompt;
   img.title = recipeEntries(recipe).map(([k, v]) => `${k}: ${v}`).join("\n");
+  // The thumbnail is a button (focusable, Enter or Space) that shows the image full size.
+  const thumb = button("", () => showFullSize(img));
+  thumb.className = "thumb";
+  thumb.setAttribute("aria-label", `View full size: ${recipe.prompt}`);
+  thumb.append(img);
 
   const details = document.createElement("details");
   const summary = document.createElement("summary");
@@ -297,7 +302,6 @@ function addToGallery(url, recipe) {
     dl.append(dt, dd);
   }
   details.append(summary, dl);
-  img.addEventListener("click", () => (details.open = !details.open));
 
   // The server's PNG already carries its recipe in its text chunks; downloading keeps it.
   const download = document.createElement("a");
@@ -311,8 +315,17 @@ function addToGallery(url, recipe) {
   tools.className = "tools";
   tools.append(download, again, vary);
 
-  li.append(img, details, tools);
+  li.append(thumb, details, tools);
   $("gallery").prepend(li);
+}
+
+/** IMG at its natural size in a modal dialog: the browser keeps focus inside it, Escape closes
+ * it and gives focus back to the thumbnail; a click anywhere on it closes it too. */
+function showFullSize(img) {
+  const full = $("viewer-image");
+  full.src = img.src;
+  full.alt = img.alt;
+  $("viewer").showModal();
 }
 
 function button(text, onClick) {
@@ -596,6 +609,7 @@ function wire() {
   $("model").addEventListener("change", showModelFields);
 
   $("generate-form").addEventListener("submit", generate);
+  $("viewer").addEventListener("click", () => $("viewer").close()); // the image, backdrop or ✕
   $("cancel").addEventListener("click", () => generating?.abort());
 
   $("chat-form").addEventListener("submit", send);

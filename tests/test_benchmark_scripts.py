@@ -115,6 +115,30 @@ def test_the_peer_llama_shares_our_weights_and_computes_our_hidden_states():
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+def test_the_peer_loop_builds_without_a_text_head_and_samples_our_codes():
+    """run.py's fp32 and 7B cases load for generation only (no lm_head): the peer must still
+    build (transformers 5.25 raised 'Cannot copy out of meta tensor' there), and its official
+    loop, drawing from the same generator, must sample the codes our loop samples."""
+    pytest.importorskip("transformers")
+    from janus_cli.prompts import make_uncond_ids
+    from janus_cli.sampling.autoregressive import generate_image_tokens
+
+    peers = script("peers")
+    model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.float32, parts=("generation",))
+    peer = peers.peer_model(model)
+    assert peer.lm_head is None
+    ids = [1, 5, 6, 7, 3]  # within the tiny vocabulary, pad 0
+    theirs = [c.tolist() for c in peers.peer_codes(model, peer, ids, 2, 4)]
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(guided):  # (N, V) guided logits -> (N,) codes, as the peer draws
+        return torch.multinomial(guided.float().softmax(-1), 1, generator=gen)[:, 0]
+
+    with torch.inference_mode():
+        ours = generate_image_tokens(model, [ids], [make_uncond_ids(ids, 0)], [0, 0], 5.0, draw, 4)
+        assert [c.tolist() for c in ours] == theirs
+
+
 def test_the_flow_prediction_counts_linears_and_causal_attention():
     run = script("run")
     model = load_model(checkpoint_dir("janusflow-1.3b-tiny"), torch.float32)

@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from janus_cli.models.layout import swap_linears
-
 # PyTorch's int8 weight-only kernel dequantizes per row, so it beats dequantize-then-matmul only
 # for decode-sized inputs. On an AVX512-BF16 CPU (2.13) it beats the oneDNN bf16 path at 1-2 rows
 # (a Janus-Pro-1B step with CFG: 121 against 169 ms) and trails it from about 4 images (8 rows).
@@ -73,12 +71,38 @@ class Int8Linear(nn.Module):
         )
 
 
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Swap, in place, every linear of the LLM blocks and of the image head (Janus's `gen_head`)
-    for an Int8Linear; returns MODEL."""
-    roots = [model.language_model.model.layers]
+# scheme -> the quantizer of one nn.Linear. Each must also run on the meta device (it builds the
+# empty modules a quantized checkpoint is loaded into) and keep a bias under the name `bias`.
+SCHEMES = {"int8": Int8Linear.from_linear}
+
+
+def quantize_linear(linear: nn.Linear, scheme: str) -> nn.Module:
+    return SCHEMES[scheme](linear)
+
+
+def quantize_plan(model: nn.Module, scheme: str) -> dict[str, str]:
+    """{dotted name of each nn.Linear SCHEME quantizes in MODEL: the scheme it gets}: every
+    linear of the LLM blocks and of the image head (Janus's `gen_head`), where loaded."""
+    roots = {"language_model.model.layers": model.language_model.model.layers}
     if getattr(model, "gen_head", None) is not None:  # Janus, loaded for generation
-        roots.append(model.gen_head)
-    for root in roots:
-        swap_linears(root, Int8Linear.from_linear)
+        roots["gen_head"] = model.gen_head
+    return {
+        f"{prefix}.{name}": scheme
+        for prefix, root in roots.items()
+        for name, m in root.named_modules()
+        if type(m) is nn.Linear
+    }
+
+
+def quantize_model(model: nn.Module, scheme: str) -> nn.Module:
+    """Swap, in place, MODEL's linears for SCHEME's modules (quantize_plan), one at a time, so
+    each old weight is freed as soon as its replacement exists; returns MODEL."""
+    for name, each in quantize_plan(model, scheme).items():
+        parent, _, leaf = name.rpartition(".")
+        owner = model.get_submodule(parent)
+        setattr(owner, leaf, quantize_linear(getattr(owner, leaf), each))
     return model
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    return quantize_model(model, "int8")

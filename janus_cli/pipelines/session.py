@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from janus_cli.checkpoints.load import load_model
+from janus_cli.checkpoints.quantized import scheme_to_load, stored_scheme
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
@@ -58,11 +59,14 @@ def open_session(
     choose_quantize(quantize)
     if compile:
         check_compile(device)
-    cfg = JanusConfig.from_file(folder / "config.json")
+    config = read_json(folder / "config.json")
+    cfg = JanusConfig.from_dict(config)
+    quantize = scheme_to_load(quantize, stored_scheme(config), folder)  # a quantized checkpoint's own
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    model = prepare_model(load_model(folder, dtype, device, parts), device, dtype, quantize, compile)
+    # quantized while loading, one linear at a time: prepare_model has nothing left to quantize
+    model = prepare_model(load_model(folder, dtype, device, parts, quantize), device, dtype, "none", compile)
     return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize, compile)
 
 

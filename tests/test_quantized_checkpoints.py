@@ -11,9 +11,9 @@ from conftest import assert_one_line_error, checkpoint_dir, run_janus
 
 from janus_cli.checkpoints.load import load_model
 from janus_cli.checkpoints.pages import release
-from janus_cli.checkpoints.quantized import scheme_to_load
+from janus_cli.checkpoints.quantized import linear_parts, scheme_to_load
 from janus_cli.errors import InputError
-from janus_cli.models.quantize import SCHEMES, quantize_model, quantize_plan
+from janus_cli.models.quantize import SCHEMES, quantize_model
 from janus_cli.pipelines.session import prepare_model
 from janus_cli.sampling.autoregressive import generate_image_tokens
 
@@ -29,11 +29,24 @@ def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def int8_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("q") / "int8"
-    r = run_janus("convert", str(checkpoint_dir(TINY)), str(out), "--quantize", "int8", "--quiet")
-    assert r.returncode == 0, r.stderr
-    return out
+def converted(tmp_path_factory):
+    """scheme -> the tiny checkpoint converted with --quantize SCHEME (once per module)."""
+    done: dict[str, Path] = {}
+
+    def get(scheme: str) -> Path:
+        if scheme not in done:
+            out = tmp_path_factory.mktemp("q") / scheme
+            r = run_janus("convert", str(checkpoint_dir(TINY)), str(out), "--quantize", scheme, "--quiet")
+            assert r.returncode == 0, r.stderr
+            done[scheme] = out
+        return done[scheme]
+
+    return get
+
+
+@pytest.fixture
+def int8_dir(converted) -> Path:
+    return converted("int8")
 
 
 @pytest.mark.parametrize("scheme", sorted(SCHEMES))
@@ -41,22 +54,29 @@ def test_quantizing_while_loading_gives_the_modules_quantizing_after_loading_giv
     folder = checkpoint_dir(TINY)
     while_loading = load_model(folder, torch.bfloat16, quantize=scheme)
     plain = load_model(folder, torch.bfloat16)
-    plan = quantize_plan(plain, scheme)
+    plan = linear_parts(plain)
     assert_same_state(while_loading, quantize_model(plain, scheme))
     assert plan and all(type(while_loading.get_submodule(n)) is not torch.nn.Linear for n in plan)
 
 
-def test_a_converted_checkpoint_loads_as_quantizing_at_load(int8_dir):
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_a_converted_checkpoint_loads_as_quantizing_at_load(converted, scheme):
     """The round trip: convert -> load gives the model (and so the logits and codes) that
     quantizing the original at load gives, in the dtype it was quantized from."""
-    config = json.loads((int8_dir / "config.json").read_text())
-    assert config["quantization"] == {"scheme": "int8", "dtype": "bfloat16"}
-    at_load = load_model(checkpoint_dir(TINY), torch.bfloat16, quantize="int8")
-    assert_same_state(load_model(int8_dir, torch.bfloat16), at_load)  # --quantize none: as stored
-    assert_same_state(load_model(int8_dir, torch.bfloat16, quantize="int8"), at_load)
+    folder = converted(scheme)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["quantization"] == {"scheme": scheme, "dtype": "bfloat16"}
+    at_load = load_model(checkpoint_dir(TINY), torch.bfloat16, quantize=scheme)
+    assert_same_state(load_model(folder, torch.bfloat16), at_load)  # --quantize none: as stored
+    assert_same_state(load_model(folder, torch.bfloat16, quantize=scheme), at_load)
+    if scheme == "int4":  # int4 codes and bf16 scales do not depend on the dtype loaded in (the
+        # int8 head's scale does: stored rounded to bf16, computed in fp32 at an fp32 load)
+        fp32 = load_model(checkpoint_dir(TINY), torch.float32, quantize=scheme)
+        blocks = lambda m: m.language_model.model.layers  # noqa: E731
+        assert_same_state(blocks(load_model(folder, torch.float32)), blocks(fp32))
     # and the same guided logits, prepared as a run prepares them
     logits = []
-    for model in (load_model(int8_dir, torch.bfloat16), at_load):
+    for model in (load_model(folder, torch.bfloat16), at_load):
         model = prepare_model(model, torch.device("cpu"), torch.bfloat16)
         seen = []
 

@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from janus_cli.checkpoints import transformers_layout as hf
-from janus_cli.checkpoints.quantized import record, scheme_to_load, stored_scheme
+from janus_cli.checkpoints.quantized import linear_parts, record, scheme_to_load, stored_scheme
 from janus_cli.checkpoints.read import iter_tensors
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import CheckpointError, InputError
@@ -99,11 +99,11 @@ def convert(
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would otherwise become DST's mode
     try:
         status(f"writing {dst}")
-        weight_map, total = _write_shards(_source(src, layout, dtype, plan), tmp, max_shard_bytes)
+        weight_map, total = _write_shards(_source(src, layout, dtype, scheme, plan), tmp, max_shard_bytes)
         _check_against_model(cfg, scheme, tmp, weight_map, where=str(src))
         _write_side_files(src, tmp, config, layout, dtype, rewrite=bool(plan))
         status("verifying")
-        _verify(_source(src, layout, dtype, plan), tmp, weight_map)
+        _verify(_source(src, layout, dtype, scheme, plan), tmp, weight_map)
         _replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,11 +123,15 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 def _source(
-    src: Path, layout: str, dtype: torch.dtype | None, plan: dict[str, str]
+    src: Path,
+    layout: str,
+    dtype: torch.dtype | None,
+    scheme: str = "none",
+    plan: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """SRC's tensors in the published layout, cast to DTYPE; the weights of the linears PLAN
-    names become their quantized modules' tensors (a bias passes as it is: those modules keep
-    it under the same name)."""
+    names ({name: part}) become their SCHEME-quantized modules' tensors (a bias passes as it
+    is: those modules keep it under the same name)."""
     from torch import nn
 
     from janus_cli.checkpoints.pages import release
@@ -137,22 +141,21 @@ def _source(
     for key, t in tensors:
         cast = t.to(dtype) if dtype is not None and t.is_floating_point() else t
         name = key.removesuffix(".weight")
-        if name not in plan or name == key:
+        if not plan or name not in plan or name == key:
             yield key, cast
             continue
         with torch.device("meta"):
             linear = nn.Linear(cast.shape[1], cast.shape[0], bias=False)
         linear.weight = nn.Parameter(cast, requires_grad=False)
-        for k, v in quantize_linear(linear, plan[name]).state_dict().items():
+        for k, v in quantize_linear(linear, scheme, plan[name]).state_dict().items():
             yield f"{name}.{k}", v
         release(t)  # its pages, read once, need not stay resident
 
 
 def _plan(cfg: JanusConfig, scheme: str) -> dict[str, str]:
     from janus_cli.checkpoints.load import build_model
-    from janus_cli.models.quantize import quantize_plan
 
-    return quantize_plan(build_model(cfg), scheme)
+    return linear_parts(build_model(cfg))
 
 
 def _source_dtype(src: Path, layout: str, dtype: torch.dtype | None, plan: dict[str, str]) -> str:

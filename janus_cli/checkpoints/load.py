@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from janus_cli.checkpoints.quantized import scheme_to_load, stored_scheme
+from janus_cli.checkpoints.quantized import linear_parts, scheme_to_load, stored_scheme
 from janus_cli.checkpoints.read import read_state_dict
 from janus_cli.checkpoints.strict import load_strict
 from janus_cli.config import JanusConfig, read_json
@@ -80,7 +80,7 @@ def load_model(
     so loading Janus-Pro-7B as int4 never holds its bf16 weights. A quantized checkpoint
     (`janus convert --quantize`) loads as stored (checkpoints/quantized.py).
     """
-    from janus_cli.models.quantize import quantize_linear, quantize_model, quantize_plan
+    from janus_cli.models.quantize import quantize_linear, quantize_model
 
     folder = Path(folder)
     config = read_json(folder / "config.json")
@@ -88,9 +88,11 @@ def load_model(
     model = build_model(cfg)
     stored = stored_scheme(config)
     scheme = scheme_to_load(quantize, stored, folder)
-    if stored != "none":
-        quantize_model(model, stored)  # on meta: empty quantized modules, loaded like any other
-    plan = quantize_plan(model, scheme) if scheme != "none" else {}
+    own_dtype: tuple[str, ...] = ()
+    if stored != "none":  # empty quantized modules (on meta), loaded like any other module
+        own_dtype = tuple(linear_parts(model))
+        quantize_model(model.to(dtype), stored)  # their float tensors in the dtype quantizing in DTYPE gives
+    plan = linear_parts(model) if scheme != "none" else {}
     wanted = model.PARTS if parts is None else parts
     unknown = set(wanted) - set(model.PARTS)
     if unknown:
@@ -104,7 +106,8 @@ def load_model(
         dtype=dtype,
         device=device,
         leave_out=leave_out,
-        swap=lambda path, linear: quantize_linear(linear, plan[path]),
+        own_dtype=own_dtype,
+        swap=lambda path, linear: quantize_linear(linear, scheme, plan[path]),
         swapped=tuple(plan),
     )
     return model.eval().requires_grad_(False)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from janus_cli.errors import InputError
 
 KEY = "quantization"
@@ -40,3 +42,12 @@ def scheme_to_load(asked: str, stored: str, where: Path | str) -> str:
 def record(config: dict, scheme: str, dtype: str) -> dict:
     """CONFIG with the quantization SCHEME (from weights in DTYPE) recorded."""
     return {**config, KEY: {"scheme": scheme, "dtype": dtype}}
+
+
+def linear_parts(model: nn.Module) -> dict[str, str]:
+    """{dotted name: part (models/quantize.py's PARTS)} of each nn.Linear of MODEL a scheme
+    quantizes."""
+    from janus_cli.models.quantize import part_of
+
+    parts = ((name, part_of(name)) for name, m in model.named_modules() if type(m) is nn.Linear)
+    return {name: part for name, part in parts if part is not None}

@@ -22,6 +22,7 @@ def load_strict(
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
     leave_out: tuple[str, ...] = (),
+    own_dtype: tuple[str, ...] = (),
     swap: Callable[[str, nn.Linear], nn.Module] | None = None,
     swapped: tuple[str, ...] = (),
 ) -> None:
@@ -33,6 +34,8 @@ def load_strict(
         dtype: cast floating tensors to this dtype (None keeps the checkpoint's).
         leave_out: submodules or parameters of MODEL (dotted paths) checked like the rest but
             not loaded: they become None, and their tensors are never read.
+        own_dtype: submodules (dotted paths) whose floating tensors take the dtype of MODEL's
+            own tensor instead of DTYPE (quantized modules: int4's scales stay bf16).
         swap, swapped: the nn.Linear modules SWAPPED (dotted paths) are loaded one at a time,
             before the rest, and replaced by SWAP(path, linear) (e.g. quantized): the pages of
             each checkpoint tensor they read are then given back (pages.py), so the model as
@@ -72,8 +75,11 @@ def load_strict(
         if not any(name == p or name.startswith(p + ".") for p in leave_out)
     }
 
-    def cast(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device=device, dtype=dtype if dtype is not None and t.is_floating_point() else t.dtype)
+    own = {n: t.dtype for n, t in model.state_dict().items() if any(n.startswith(p + ".") for p in own_dtype)}
+
+    def cast(t: torch.Tensor, name: str = "") -> torch.Tensor:
+        to = own.get(name, dtype) if dtype is not None and t.is_floating_point() else t.dtype
+        return t.to(device=device, dtype=to)
 
     done = set()
     for path in swapped:
@@ -90,7 +96,7 @@ def load_strict(
             release(t)
         done.add(path)
     missing = model.load_state_dict(
-        {n: cast(t) for n, t in mapped.items()}, strict=False, assign=True
+        {n: cast(t, n) for n, t in mapped.items()}, strict=False, assign=True
     ).missing_keys
     stray = [k for k in missing if k.rpartition(".")[0] not in done]
     if stray:  # the checks above make this impossible, unless SWAP made meta tensors

@@ -16,7 +16,16 @@ from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
 from janus_cli.kernels.rows import RowsLinear, fits, ptr
+from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
+
+
+def fuse(*linears: nn.Module) -> nn.Module:
+    """One linear for LINEARS of one input: an Int4Linear where they are int4 (their own kernel),
+    else a RowsLinear."""
+    if all(isinstance(lin, Int4Linear) for lin in linears):
+        return Int4Linear.cat(*linears)
+    return RowsLinear.from_linears(*linears)
 
 
 class RowsRMSNorm(nn.Module):
@@ -44,15 +53,15 @@ class RowsRMSNorm(nn.Module):
 
 
 class RowsAttention(Attention):
-    """Attention whose q, k and v come from one RowsLinear. Its token steps run inside
-    RowsBlock's one call; what reaches these modules (prefills, JanusFlow steps, shapes the call
-    does not take) runs PyTorch's RoPE, cache write and attention."""
+    """Attention whose q, k and v come from one linear (kernels/rows.py or models/int4.py). Its
+    token steps run inside RowsBlock's one call; what reaches these modules (prefills, JanusFlow
+    steps, shapes the call does not take) runs PyTorch's RoPE, cache write and attention."""
 
     def __init__(self, attn: Attention):
         nn.Module.__init__(self)  # not Attention's: it would allocate the four projections anew
         self.heads, self.kv_heads, self.head_dim = attn.heads, attn.kv_heads, attn.head_dim
         self.widths = [attn.heads * attn.head_dim] + [attn.kv_heads * attn.head_dim] * 2  # q, k, v
-        self.qkv_proj = RowsLinear.from_linears(attn.q_proj, attn.k_proj, attn.v_proj)
+        self.qkv_proj = fuse(attn.q_proj, attn.k_proj, attn.v_proj)
         self.o_proj = attn.o_proj
         self.cache = attn.cache
 
@@ -61,11 +70,11 @@ class RowsAttention(Attention):
 
 
 class RowsMLP(nn.Module):
-    """The SwiGLU MLP with gate and up as one RowsLinear."""
+    """The SwiGLU MLP with gate and up as one linear."""
 
     def __init__(self, mlp: MLP):
         super().__init__()
-        self.gate_up_proj = RowsLinear.from_linears(mlp.gate_proj, mlp.up_proj)
+        self.gate_up_proj = fuse(mlp.gate_proj, mlp.up_proj)
         self.down_proj = mlp.down_proj
 
     def forward(self, x: Tensor) -> Tensor:

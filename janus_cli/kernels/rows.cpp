@@ -7,7 +7,8 @@
 // streaming W once. W is stored in "pair blocks": outputs in blocks of 64 for bf16, 48 for
 // int8 (then 16 for the tail), each block [K/2][width][2] contiguous from element n0 * K, so
 // one `vdpbf16ps` multiplies 16 outputs by a broadcast pair x[m, 2k:2k+2] and nothing is
-// reduced across lanes. Weights are bf16 or int8 (turned into bf16 in registers, exactly).
+// reduced across lanes. Weights are bf16 or int8 (turned into bf16 in registers, exactly);
+// int4 weights have their own layout and integer kernel (int4.h).
 // A tile keeps NB x MC sums in registers (of 32) and widens int8 once per tile, so int8 takes
 // 3 x 8 (a CFG batch of 4 images is 8 rows: one pass, 12 % faster than 4 x 6 in two passes);
 // bf16, which needs no widening, keeps 4 x 6 (fewer broadcasts per product).
@@ -139,6 +140,8 @@ inline __m512 round16(__m512 v) {  // through bf16 and back
 }
 inline void store16(uint16_t* p, __m512 v) { _mm256_storeu_si256((__m256i*)p, (__m256i)_mm512_cvtneps_pbh(v)); }
 
+#include "int4.h"  // int4 weights (needs widen16)
+
 // One head: out = bf16(bf16(x * cos) + bf16(rotate_half(x) * sin)), the roundings of PyTorch's
 // bf16 `x * cos + rotate_half(x) * sin`; rotate_half(x) = [-x2, x1] for halves x1, x2.
 inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t D) {
@@ -257,6 +260,11 @@ void janus_rows_bf16(const uint16_t* x, const uint16_t* w, const float* scale, c
 void janus_rows_int8(const uint16_t* x, const int8_t* w, const float* scale, const float* bias, uint16_t* y,
                      int64_t M, int64_t N, int64_t K) {
     linear<3, 8>(x, w, scale, bias, y, M, N, K);
+}
+// The int4 weight of models/int4.py (QWEIGHT, SCALES, GROUP); BIAS fp32 (N,) or null; M <= 16.
+void janus_rows_int4(const uint16_t* x, const uint8_t* qweight, const uint16_t* scales, const float* bias, uint16_t* y,
+                     int64_t M, int64_t N, int64_t K, int64_t group) {
+    linear_int4<8>(x, qweight, scales, bias, y, M, N, K, group);
 }
 
 // LlamaRMSNorm in bf16 for M rows of C (C % 16 == 0): y = w * bf16(x * rsqrt(mean(x^2) + eps)),

@@ -16,7 +16,7 @@ from janus_cli.imageio import PreprocessConfig
 from janus_cli.kernels.layers import use_rows_layers
 from janus_cli.kernels.rows import RowsLinear, fits, rows_kernels_available
 from janus_cli.models.layout import can_pack, pack_linears, swap_linears
-from janus_cli.models.quantize import Int8Linear, quantize_int8
+from janus_cli.models.quantize import Int8Linear, quantize_model
 from janus_cli.runtime import check_compile, choose_quantize
 from janus_cli.tokenizer import Tokenizer
 
@@ -73,13 +73,14 @@ def open_session(
 def prepare_model(
     model: nn.Module, device: torch.device, dtype: torch.dtype, quantize: str = "none", compile: bool = False
 ) -> nn.Module:
-    """In place, after loading: QUANTIZE int8 swaps the LLM and image-head linears; then on the
+    """In place, after loading: QUANTIZE int8 or int4 swaps the LLM and image-head linears
+    (models/quantize.py); then on the
     CPU, unless COMPILE (the compiler picks its own matmul kernels and cannot trace these), the
     LLM's blocks and the linears a token step runs move to our kernels where they run (bf16,
     AVX512-BF16, a C++ compiler: kernels/layers.py, kernels/rows.py), and the rest of the
     linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
-    if quantize == "int8":
-        quantize_int8(model)
+    if quantize != "none":
+        quantize_model(model, quantize)
     if compile:
         return model
     if rows_kernels_available(device, dtype):

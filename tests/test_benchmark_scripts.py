@@ -20,55 +20,47 @@ def script(name: str):
     return module
 
 
-@pytest.mark.parametrize("name", ["run", "load", "ray_engine"])
+@pytest.mark.parametrize("name", ["run", "load", "ray_engine", "quant_quality"])
 def test_the_scripts_import(name):
     assert callable(script(name).main)
 
 
 def test_the_summary_line_reads_the_cases_it_names():
-    run = script("run")
-    decode = dict(dtype="bfloat16", compiled=False, context=40, peer_ms=300.0, floor_ms=60.0)
+    report = script("report")
+    step = dict(dtype="bfloat16", compiled=False, context=40, peer_ms=300.0, floor_ms=60.0)
+
+    def decode(scheme, n, janus_ms, fraction, **extra):
+        return {**step, "case": f"{scheme} N={n}", "quantize": scheme, "n": n, "janus_ms": janus_ms,
+                "speedup": 300.0 / janus_ms, "roofline_fraction": fraction, **extra}  # fmt: skip
+
     rows = [
-        {
-            **decode,
-            "case": "decode N=1",
-            "int8": False,
-            "n": 1,
-            "janus_ms": 100.0,
-            "speedup": 3.0,
-            "roofline_fraction": 0.6,
-        },
-        {
-            **decode,
-            "case": "decode N=4",
-            "int8": False,
-            "n": 4,
-            "janus_ms": 150.0,
-            "speedup": 2.0,
-            "roofline_fraction": 0.4,
-        },
-        {
-            **decode,
-            "case": "decode int8 N=4",
-            "int8": True,
-            "n": 4,
-            "janus_ms": 120.0,
-            "speedup": 2.5,
-            "roofline_fraction": 0.3,
-        },
-        {**decode, "case": "decode N=4 ctx 600", "int8": False, "n": 4, "context": 600, "speedup": 9.0},
+        decode("none", 1, 100.0, 0.6),
+        decode("none", 4, 150.0, 0.4),
+        decode("int8", 1, 60.0, 0.5),
+        decode("int8", 4, 120.0, 0.3),
+        decode("int4", 1, 40.0, 0.8),
+        decode("int4", 4, 75.0, 0.5),
+        decode("none", 4, 150.0, 0.4, context=600, speedup=9.0),
         {"case": "JanusFlow step prompt 37", "speedup": 1.05},
         {"case": "JanusFlow step prompt 200", "speedup": 1.31},
         {"case": "peak RSS", "janus_gb": 4.0, "peer_gb": 5.0, "ratio": 0.8},
+        {"case": "7B int4", "quantize": "int4", "rss_7b_gb": 5.25},
+        {"case": "int4 KL heavy", "quantize": "int4", "variant": "heavy", "guided_kl_mean": 0.5},
+        {"case": "int4 KL", "quantize": "int4", "variant": "random", "guided_kl_mean": 0.00123},
     ]
-    assert run.summary(rows) == (
+    assert report.summary(rows) == (
         "SUMMARY decode_speedup_n1=3.00 decode_speedup_n4=2.00 int8_speedup_n4=2.50 bandwidth_fraction=0.60 "
-        "flow_prefix_speedup=1.31 peak_rss_ratio=0.80"
+        "flow_prefix_speedup=1.31 peak_rss_ratio=0.80 int4_vs_bf16_n1=2.50 int4_vs_int8_n1=1.50 "
+        "int4_vs_bf16_n4=2.00 int8_vs_bf16_n4=1.25 int4_floor_n1=0.80 rss_7b_int4_gb=5.25 "
+        "int4_kl_mean=1.23e-03"
+    )
+    assert "| int4 N=1 | 40 ms | 300 ms | x7.50 | 80% of 60 ms |" in report.table(
+        [{**rows[4], "images_per_s": 0.04}]
     )
 
 
 def test_cache_and_weight_bytes_follow_the_config():
-    run = script("run")
+    run = script("workloads")
     model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.bfloat16)
     c = model.cfg.llm
     assert (
@@ -85,7 +77,7 @@ def test_cache_and_weight_bytes_follow_the_config():
 
 
 def test_timed_forward_times_each_call_and_restores_the_module():
-    run = script("run")
+    run = script("component_cases")
     linear = torch.nn.Linear(4, 4)
     with run.timed_forward(linear) as durations:
         linear(torch.ones(4))
@@ -140,7 +132,7 @@ def test_the_peer_loop_builds_without_a_text_head_and_samples_our_codes():
 
 
 def test_the_flow_prediction_counts_linears_and_causal_attention():
-    run = script("run")
+    run = script("component_cases")
     model = load_model(checkpoint_dir("janusflow-1.3b-tiny"), torch.float32)
     c = model.cfg.llm
     d = c.num_heads * c.head_dim

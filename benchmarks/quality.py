@@ -42,12 +42,13 @@ def with_heavy_channels(model, seed: int = 0):
 
 
 def quality_rows(
-    model, prompt: list[int], steps: int, n: int = 1, variants=("random", "heavy")
+    model, prompt: list[int], steps: int, n: int = 1, variants=("random", "heavy"), pad: int = 0
 ) -> list[dict]:
     """Rows of teacher-forced KL (CFG 5, temperature 1) for each scheme and weight variant, both
-    sides prepared as `janus` runs them (our kernels, on the CPU)."""
+    sides prepared as `janus` runs them (our kernels, on the CPU); PAD fills the unconditional
+    prompt."""
     rows = []
-    uncond = make_uncond_ids(prompt, 0)
+    uncond = make_uncond_ids(prompt, pad)
     for variant in variants:
         base = model if variant == "random" else with_heavy_channels(model)
         reference = janus_copy(base)

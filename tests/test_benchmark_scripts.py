@@ -143,3 +143,26 @@ def test_the_flow_prediction_counts_linears_and_causal_attention():
     # a longer cached prefix saves the linears' share of it and keeps its attention
     full, cached = run.llm_flops(model.cfg, 0, 200 + 577), run.llm_flops(model.cfg, 200, 577)
     assert 1 < full / cached < (200 + 577) / 577
+
+
+def test_quant_quality_runs_on_a_checkpoint_folder(tmp_path):
+    """benchmarks/quant_quality.py as someone with real weights runs it (here the tiny fixture,
+    4 tokens per image): the KL table for both schemes, and the bf16 | int8 | int4 grid."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    args = ["--model", str(checkpoint_dir("janus-pro-1b-tiny")), "--steps", "4", "--prompts", "1"]
+    r = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "quant_quality.py"), *args, "--out", str(out), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = [line for line in r.stdout.splitlines() if line.startswith(("| int8 |", "| int4 |"))]
+    assert len(table) == 2, r.stdout
+    w, h = Image.open(out).size
+    assert (w, h) == (3 * 384, 384)  # columns bf16 | int8 | int4, a row per prompt

@@ -106,6 +106,11 @@ def test_another_scheme_on_a_quantized_checkpoint_is_one_error_line(int8_dir):
     assert_one_line_error(r, "is quantized as int8: load it with --quantize int8")
 
 
+def test_a_quantized_checkpoint_is_not_recast(int8_dir, tmp_path):
+    r = run_janus("convert", str(int8_dir), str(tmp_path / "out"), "--dtype", "float32")
+    assert_one_line_error(r, "is quantized as int8: --dtype would recast its scales")
+
+
 def test_which_scheme_a_load_runs():
     assert scheme_to_load("none", "none", "m") == "none"
     assert scheme_to_load("int8", "none", "m") == "int8"

@@ -91,6 +91,10 @@ def convert(
     cfg = JanusConfig.from_dict(config)
     stored = stored_scheme(config)
     scheme = scheme_to_load(quantize, stored, src)
+    if stored != "none" and dtype is not None:
+        raise InputError(
+            f"{src} is quantized as {stored}: --dtype would recast its scales; convert the original"
+        )
     plan = _plan(cfg, scheme) if stored == "none" and scheme != "none" else {}
     if plan:
         config = record(config, scheme, _source_dtype(src, layout, dtype, plan))

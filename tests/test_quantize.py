@@ -130,14 +130,14 @@ def test_bad_quantize_value_is_one_line_error(tmp_path):
         "-o",
         str(tmp_path),
         "--quantize",
-        "int4",
+        "int3",
     )
-    assert_one_line_error(r, "--quantize int4: choose none or int8")
+    assert_one_line_error(r, "--quantize int3: choose none, int8 or int4")
     r = run(
         "describe",
         str(image_path("square0.png")),
         "-m",
         str(checkpoint_dir("janus-pro-1b-tiny")),
-        env={"JANUS_QUANTIZE": "int4"},
+        env={"JANUS_QUANTIZE": "int3"},
     )
-    assert_one_line_error(r, "--quantize int4")
+    assert_one_line_error(r, "--quantize int3")

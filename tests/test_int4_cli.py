@@ -158,7 +158,7 @@ def test_the_api_loads_int4_and_says_so_in_the_load_line(monkeypatch):
     monkeypatch.setattr(build, "load_rows", lambda: (object(), "own AVX512-BF16 kernels"))
     assert kernel_note(bf16) == ", own AVX512-BF16 kernels, own AVX512-VNNI int4 kernel"
     monkeypatch.setattr(build, "load_rows", lambda: (None, "JANUS_CPU_KERNELS=0"))
-    assert kernel_note(bf16) == ", PyTorch kernels: JANUS_CPU_KERNELS=0"
+    assert kernel_note(bf16) == ", PyTorch kernels: JANUS_CPU_KERNELS=0, int4 on PyTorch's int4 kernel"
 
 
 def test_an_int4_server_answers_the_openai_client(tmp_path):

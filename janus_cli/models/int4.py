@@ -47,6 +47,19 @@ GROUPS = (32, 64, 128)  # offered group sizes (the kernel needs a multiple of 8 
 GROUP = 64  # the default: see the module docstring for the measurements behind it
 BLOCK = 32  # outputs per block
 CHUNK = 4096  # output rows quantized at a time, to bound the fp32 copy of a large weight
+TORCH_ROWS = 16  # PyTorch's int4 kernel dequantizes per 4 rows: more rows dequantize once
+
+
+def torch_int4_fits(x: Tensor, n: int, k: int) -> bool:
+    """Inputs PyTorch's CPU int4 kernel takes and runs faster than dequantizing: a few bf16
+    rows, whole blocks of 16 outputs."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.bfloat16
+        and 0 < x.numel() // k <= TORCH_ROWS
+        and n % 16 == 0
+        and hasattr(torch, "_weight_int4pack_mm_for_cpu")
+    )
 
 
 def padded(size: int, multiple: int) -> int:
@@ -100,8 +113,10 @@ def unpack(qweight: Tensor, scales: Tensor, n: int) -> tuple[Tensor, Tensor, Ten
 
 class Int4Linear(nn.Module):
     """y = x @ w.T + bias for the int4 weight w of the module docstring. Decode-sized bf16
-    inputs on a CPU with our kernel take one kernel call (kernels/int4.py); everything else
-    multiplies by the weight dequantized to the input's dtype (exact)."""
+    inputs on a CPU take one kernel call: ours (kernels/int4.py), or where it cannot run,
+    PyTorch's `_weight_int4pack_mm_for_cpu` over a copy of the codes in its layout, made on
+    first use (N % 16 == 0); everything else multiplies by the weight dequantized to the
+    input's dtype (exact)."""
 
     def __init__(
         self, qweight: Tensor, scales: Tensor, bias: Tensor | None, in_features: int, out_features: int
@@ -115,6 +130,7 @@ class Int4Linear(nn.Module):
         self.register_buffer("qweight", qweight)  # (N' / 32, K' / 8, 128) uint8
         self.register_buffer("scales", scales)  # (N' / 32, G, 2, 32) bf16
         self.register_buffer("bias", bias)  # (N,) or None
+        self.torch_packed: tuple[Tensor, Tensor] | None = None  # PyTorch's layout, on first use
 
     @classmethod
     def from_linear(cls, linear: nn.Module, group: int = GROUP) -> Int4Linear:
@@ -149,9 +165,28 @@ class Int4Linear(nn.Module):
         from janus_cli.kernels.int4 import int4_rows  # lazily: the kernel library builds on first use
 
         y = int4_rows(x, self.qweight, self.scales, self.bias, self.out_features, self.in_features)
+        if y is None and torch_int4_fits(x, self.out_features, self.in_features):
+            y = self.torch_int4(x)
         if y is not None:
             return y
         return F.linear(x, self.dequantize(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+    def torch_int4(self, x: Tensor) -> Tensor:
+        """PyTorch's CPU int4 kernel: its dequant is (q - 8) * s + z, so z = offset + 8 s (in
+        bf16, its scales' dtype: within a bf16 rounding of ours)."""
+        if self.torch_packed is None:
+            q, scale, offset = self.codes()  # (N, K'), (N, G) x 2
+            zero = offset.float() + 8 * scale.float()
+            scales_zeros = torch.stack([scale.float().T, zero.T], dim=-1).to(torch.bfloat16)  # (G, N, 2)
+            packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+            self.torch_packed = packed, scales_zeros.contiguous()
+        packed, scales_zeros = self.torch_packed
+        rows = x.numel() // self.in_features
+        kp = self.qweight.shape[1] * 8
+        flat = F.pad(x.reshape(rows, self.in_features), (0, kp - self.in_features))  # (M, K')
+        y = torch._weight_int4pack_mm_for_cpu(flat, packed, self.group, scales_zeros)  # (M, N)
+        y = y.view(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(y.dtype)
 
     def extra_repr(self) -> str:
         return (

@@ -116,15 +116,21 @@ def test_the_kernel_is_the_product_of_rounded_activations_and_dequantized_weight
         assert torch.all((y - exact).abs() <= bound * 1.001 + BF16_HALF_ULP * exact.abs() + 1e-5 * terms)
 
 
-@pytest.mark.parametrize("rows", [1, KERNEL_ROWS + 1])
-def test_without_the_kernel_the_weight_is_dequantized(without_rows_kernels, rows):
-    q4 = Int4Linear.from_linear(linear_of(96, 176, seed=2, bias=True), 64)
+@pytest.mark.parametrize("n,rows,pytorchs", [(96, 1, True), (96, KERNEL_ROWS + 1, False), (40, 2, False)])
+def test_without_our_kernel_pytorchs_runs_or_the_weight_is_dequantized(
+    without_rows_kernels, n, rows, pytorchs
+):
+    q4 = Int4Linear.from_linear(linear_of(n, 176, seed=2, bias=True), 64)
     x = torch.randn(1, rows, 176, dtype=torch.bfloat16)
-    assert int4_rows(x, q4.qweight, q4.scales, q4.bias, 96, 176) is None
+    assert int4_rows(x, q4.qweight, q4.scales, q4.bias, n, 176) is None
     ref = x.double() @ q4.dequantize(torch.float32).double().T + q4.bias.double()
     y = q4(x)
-    assert y.shape == (1, rows, 96) and y.dtype == torch.bfloat16
+    assert (q4.torch_packed is not None) == pytorchs  # PyTorch's layout only where it ran
+    assert y.shape == (1, rows, n) and y.dtype == torch.bfloat16
+    # bf16 output rounding, and for PyTorch's kernel its bf16 zero point (offset + 8 scale)
     assert torch.all((y.double() - ref).abs() <= 2**-7 * ref.abs() + 1e-2 * ref.abs().max())
+    if n != 96:
+        return
     y32 = q4(x.float())  # fp32 models: W4A16 in fp32
     assert y32.dtype == torch.float32
     assert (y32.double() - ref).abs().max() <= 1e-5 * ref.abs().max()

@@ -105,7 +105,7 @@ def kernel_note(session) -> str:
         return f", int4 dequantized to {dtype} per call" if int4 else ""
     lib, note = load_rows()
     rows = f", {note}" if lib else f", PyTorch kernels: {note}"
-    return rows + (f", {int4_kernel_note()}" if int4 and lib else "")
+    return rows + (f", {int4_kernel_note()}" if int4 else "")
 
 
 def batch_size(value: str) -> int | None:

@@ -129,6 +129,7 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
         + [ctypes.c_void_p]
         + [ctypes.c_int64] * 6
         + [ctypes.c_float]
+        + [ctypes.c_int64]
     )
     for fn in (lib.janus_rmsnorm, lib.janus_block_step):
         fn.restype = None

@@ -21,9 +21,11 @@ KERNEL_ROWS = 16  # more rows: dequantize once, then one GEMM (the kernel re-unp
 
 
 def int4_kernel_note() -> str:
-    """Which kernel multiplies int4 weights on this CPU, and why not ours."""
-    lib, note = build.load_rows()
-    return "own AVX512-VNNI int4 kernel" if lib is not None else f"int4 dequantized to bf16 ({note})"
+    """Which kernel multiplies int4 weights of a few bf16 rows on this CPU (why not ours: the
+    rows kernels' note)."""
+    return (
+        "own AVX512-VNNI int4 kernel" if build.load_rows()[0] is not None else "int4 on PyTorch's int4 kernel"
+    )
 
 
 def int4_rows(

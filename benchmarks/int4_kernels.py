@@ -22,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import read_gbs  # noqa: E402
-from run import decode_path_bytes, janus_codes, janus_copy, prompt_of, random_model, step_times  # noqa: E402
+from workloads import decode_path_bytes, janus_codes, janus_copy, prompt_of, random_model, step_times  # noqa: E402
 
 from janus_cli.config import JanusConfig  # noqa: E402
 from janus_cli.kernels.rows import RowsLinear  # noqa: E402

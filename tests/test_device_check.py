@@ -43,7 +43,9 @@ def test_the_cpu_dry_run_passes_every_stage(tmp_path):
     assert r.returncode == 0 and not failed, failed
     assert [s["name"] for s in doc["stages"]] == STAGES
     assert doc["passed"] and doc["device"] == "cpu" and doc["quick"]
-    assert doc["cpu_seconds"] < 120  # the 2 minutes on idle cores; wall time here depends on who else runs
+    # about 2 minutes on idle cores; CPU time inflates under contention too (124 s at load 8 on
+    # 2 cores), and wall time depends on who else runs
+    assert doc["cpu_seconds"] < 180
     assert doc["environment"]["torch"] and doc["environment"]["cuda_available"] in (True, False)
     cases = {s["name"]: s["cases"] for s in doc["stages"]}
     [tests] = cases["tests"]

@@ -246,6 +246,9 @@ def run_stage(name: str, device: str, quick: bool, cases: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import device_stages
 
+    if name not in device_stages.STAGES:  # a timing stage (imports torch and the models)
+        import device_timing as device_stages  # noqa: F811
+
     def record(case: dict) -> None:
         case = {"stage": name, **case}
         print(json.dumps(case), flush=True)

@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fixture_models import fixtures_module
+
 ROOT = Path(__file__).parents[1]
 TESTS = ROOT / "tests"
 # The parity tests (fp32 goldens), the pipeline identity tests and the bf16 CUDA sanity tests.
@@ -31,14 +33,6 @@ QUICK_TESTS = [  # the device plumbing of each file, in CPU seconds (no 576-toke
     "test_cuda_bf16.py",  # skipped off CUDA
 ]
 CLI_TIMEOUT_S = 100  # one `janus` command (times --slack); the stage's own timeout bounds them all
-
-
-def fixtures_module():
-    """tests/conftest.py, which materializes the fixture checkpoints (needs pytest importable)."""
-    sys.path.insert(0, str(TESTS))
-    import conftest
-
-    return conftest
 
 
 def environment(device: str, quick: bool, record) -> None:
@@ -198,19 +192,9 @@ def cli(device: str, quick: bool, record) -> None:
         sys.exit(f"error: failed: {', '.join(failed)}")
 
 
-def timing(name: str):
-    def stage(device: str, quick: bool, record) -> None:
-        import device_timing
-
-        device_timing.STAGES[name](device, quick, record)
-
-    return stage
-
-
 STAGES = {
     "environment": environment,
     "fixtures": fixtures,
     "tests": tests,
     "cli": cli,
-    **{name: timing(name) for name in ("ar-pro-1b", "int8-pro-7b", "flow-1.3b", "ar-pro-7b")},
-}
+}  # timing: device_timing

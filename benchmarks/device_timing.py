@@ -1,7 +1,7 @@
 """The timing stages of benchmarks/device_check.py, on one device, in bf16 (float32 on the CPU,
 where bf16 is emulated unless the CPU has AVX512-BF16; only the --quick dry run times there).
 
-Full runs build full-size random-weight models of the published shapes (run.random_model, on
+Full runs build full-size random-weight models of the published shapes (workloads.random_model, on
 the device) and time against the official loop of peers.py on the very same tensors; --quick
 runs the same code on the tiny fixture checkpoints, so the plumbing is tested on the CPU.
 
@@ -28,7 +28,9 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).parent))
-import run  # noqa: E402  (benchmarks/run.py: random models, janus_copy, the step loop)
+from fixture_models import fixtures_module  # noqa: E402
+from peers import peer_codes, peer_model  # noqa: E402
+from workloads import ROOT, janus_codes, janus_copy, prompt_of, random_model, step_times  # noqa: E402
 
 from janus_cli.checkpoints.load import load_model  # noqa: E402
 from janus_cli.imageio import to_uint8  # noqa: E402
@@ -69,16 +71,14 @@ def model_for(name: str, device: str, quick: bool, parts: tuple[str, ...] | None
     """Published model NAME on DEVICE: random full-size weights, or with QUICK its tiny fixture
     checkpoint."""
     if quick:
-        from device_stages import fixtures_module
-
         return load_model(fixtures_module().checkpoint_dir(TINY[name]), dtype_for(device), device, parts)
-    return run.random_model(name, dtype_for(device), parts, device)
+    return random_model(name, dtype_for(device), parts, device)
 
 
 def prompt(model, length: int = 40) -> list[int]:
-    """run.prompt_of's ids, folded into MODEL's vocabulary (the tiny fixtures have 1280 ids)."""
+    """prompt_of's ids, folded into MODEL's vocabulary (the tiny fixtures have 1280 ids)."""
     vocab = model.cfg.llm.vocab_size
-    return [i % vocab for i in run.prompt_of(length)]
+    return [i % vocab for i in prompt_of(length)]
 
 
 def synced(items: Iterator[Tensor], device: str) -> Iterator[Tensor]:
@@ -93,7 +93,7 @@ def step_ms(codes: Iterator[Tensor], device: str, steps: int) -> list[float]:
     """Milliseconds of the first STEPS token steps after the prefill; closes the loop there."""
     items = synced(codes, device)
     try:
-        return [t * 1e3 for t in run.step_times(itertools.islice(items, steps + 1))]
+        return [t * 1e3 for t in step_times(itertools.islice(items, steps + 1))]
     finally:
         codes.close()
 
@@ -129,10 +129,10 @@ def ar_stage(name: str):
         compile = device == "cuda" or not quick  # inductor's C++ build is minutes on a small CPU
         model = model_for(name, device, quick)
         tokens = model.cfg.image_tokens
-        eager = run.janus_copy(model)
-        compiled = run.janus_copy(model, compile=True) if compile else None
+        eager = janus_copy(model)
+        compiled = janus_copy(model, compile=True) if compile else None
         try:
-            peer, peer_error = run.peer_model(model), None
+            peer, peer_error = peer_model(model), None
         except ImportError as e:  # transformers: preinstalled on the GPU machine, a bench extra here
             peer, peer_error = None, f"{type(e).__name__}: {e}"
         ids = prompt(model)
@@ -150,18 +150,20 @@ def ar_stage(name: str):
                 with peak(device) as mem:
                     if compiled is not None:
                         t = time.perf_counter()
-                        step_ms(run.janus_codes(compiled, ids, n, tokens, compile=True), device, 3)
+                        step_ms(janus_codes(compiled, ids, n, tokens, compile=True), device, 3)
                         case["compile_s"] = round(time.perf_counter() - t, 1)
                     times: dict[str, list[float]] = {"eager": [], "compiled": [], "peer": []}
                     for _ in range(plan.reps):  # interleaved, so a change of clocks or load hits all alike
-                        times["eager"] += step_ms(run.janus_codes(eager, ids, n, tokens), device, plan.steps)
+                        times["eager"] += step_ms(janus_codes(eager, ids, n, tokens), device, plan.steps)
                         if compiled is not None:
                             times["compiled"] += step_ms(
-                                run.janus_codes(compiled, ids, n, tokens, compile=True), device, plan.steps
+                                janus_codes(compiled, ids, n, tokens, compile=True),
+                                device,
+                                plan.steps,
                             )
                         if peer is not None:
                             times["peer"] += step_ms(
-                                run.peer_codes(model, peer, ids, n, tokens), device, plan.steps
+                                peer_codes(model, peer, ids, n, tokens), device, plan.steps
                             )
                 case.update(step_row(n, tokens, times), **mem, peer_error=peer_error)
                 if compiled is not None:  # more graphs than Ns: recompiles (a guard on the cache?)
@@ -219,7 +221,8 @@ def end_to_end(model, name: str, ids: list[int], n: int, tokens: int, device: st
     with peak(device) as mem:
         start = time.perf_counter()
         codes = torch.stack(
-            list(synced(run.janus_codes(model, ids, n, tokens, compile=mode == "compiled"), device)), dim=1
+            list(synced(janus_codes(model, ids, n, tokens, compile=mode == "compiled"), device)),
+            dim=1,
         )
         tokens_s = time.perf_counter() - start
         model.language_model.free_cache()
@@ -262,7 +265,7 @@ def int8_stage(device: str, quick: bool, record) -> None:
     if not quick:  # --quick: ar-pro-1b's end-to-end run covers the path; the decode is CPU seconds
         one = end_to_end(model, "Janus-Pro-7B", ids, 1, model.cfg.image_tokens, device, "eager")
         row.update(peak_gb=one["peak_gb"], seconds_per_image=one["seconds_per_image"])
-    codes = run.janus_codes(model, ids, 1, model.cfg.image_tokens)
+    codes = janus_codes(model, ids, 1, model.cfg.image_tokens)
     row["step_ms_n1"] = round(statistics.median(step_ms(codes, device, plan.steps)), 3)
     record(row)
 
@@ -314,14 +317,12 @@ def vae_for(device: str, quick: bool):
     from janus_cli.models.vae import VAEDecoder
 
     if quick:
-        from device_stages import fixtures_module
-
         return load_vae(
             fixtures_module().checkpoint_dir("janusflow-1.3b-tiny-vae"),
             dtype=dtype_for(device),
             device=device,
         )
-    config = json.loads((run.ROOT / "weights" / "published" / "sdxl-vae" / "config.json").read_text())
+    config = json.loads((ROOT / "weights" / "published" / "sdxl-vae" / "config.json").read_text())
     vae = VAEDecoder(vae_config(config)).to(device, dtype_for(device)).eval()
     gen = torch.Generator(device).manual_seed(0)
     with torch.no_grad():

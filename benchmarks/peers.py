@@ -30,10 +30,13 @@ def peer_model(model):
         rms_norm_eps=c.rms_norm_eps,
         rope_theta=c.rope_theta,
         max_position_embeddings=c.max_position_embeddings,
+        tie_word_embeddings=False,  # Janus's text head is its own tensor (the default moved across releases)
     )
     with torch.device("meta"):
         peer = LlamaForCausalLM(hf_cfg)
     peer.load_state_dict(model.language_model.state_dict(), assign=True, strict=False)
+    if model.language_model.lm_head is None:  # loaded for generation only: the image loop reads no text head
+        peer.lm_head = None  # (left on meta, `.to` below would raise)
     peer.model.rotary_emb = type(peer.model.rotary_emb)(hf_cfg)  # its inv_freq buffer was on meta
     return peer.to(model.language_model.model.embed_tokens.weight.device).eval()  # inv_freq too
 

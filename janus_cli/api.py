@@ -50,7 +50,8 @@ def load(
             id, or a checkpoint folder (as `janus -m` takes).
         device: auto, cpu, cuda or mps. dtype: auto (bf16 on CUDA and on CPUs with native
             bf16, else fp32), bfloat16 or float32 (float16 is refused: it breaks these models).
-        quantize: none, or int8 (weight-only int8 LLM and image-head linears).
+        quantize: none, int8 (weight-only int8 LLM and image-head linears) or int4 (4-bit
+            LLM linears in groups of 64, an int8 image head).
         revision: hub branch, tag or commit.
         vae: JanusFlow's SDXL-VAE (folder, hub id or alias; default sdxl-vae), loaded on the
             first `generate`.

@@ -58,13 +58,14 @@ def choose_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-QUANTIZE_MODES = ("none", "int8")
+QUANTIZE_MODES = ("none", "int8", "int4")  # the schemes of models/quantize.py, and none
 
 
 def choose_quantize(name: str) -> str:
-    """none, or int8: weight-only int8 for the LLM blocks and the image head (half the bytes per step)."""
+    """none; int8: weight-only int8 for the LLM blocks and the image head (half the bytes per
+    step); or int4: group-wise 4-bit LLM blocks and an int8 image head (about 30 %)."""
     if name not in QUANTIZE_MODES:
-        raise InputError(f"--quantize {name}: choose none or int8")
+        raise InputError(f"--quantize {name}: choose none, int8 or int4")
     return name
 
 

@@ -1,6 +1,6 @@
 """bf16 on CUDA, as `janus` runs by default on a GPU: the tiny fixtures make finite logits,
-images that decode, non-empty answers, the same image twice from one seed, and the int8 path
-runs. bf16 has no golden to hold to (the goldens are fp32), so these are sanity checks; the fp32
+images that decode, non-empty answers, the same image twice from one seed, and the int8 and
+int4 paths run. bf16 has no golden to hold to (the goldens are fp32), so these are sanity checks; the fp32
 goldens themselves run on CUDA through JANUS_TEST_DEVICE=cuda (conftest.test_device).
 
 Skipped unless JANUS_TEST_DEVICE=cuda and a CUDA device is present (benchmarks/device_check.sh).
@@ -17,6 +17,7 @@ from conftest import checkpoint_dir, image_path
 
 from janus_cli.checkpoints.vae import load_vae
 from janus_cli.imageio import load_image
+from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.quantize import Int8Linear
 from janus_cli.pipelines.batching import ImageJob
 from janus_cli.pipelines.events import ImageReady, TextReady
@@ -92,6 +93,20 @@ def test_int8_runs_its_cuda_kernel():
     int8 = [m for m in session.model.modules() if isinstance(m, Int8Linear)]
     assert int8 and any(m.packed for m in int8)  # `torch._weight_int8pack_mm` runs for these
     assert {m.weight.device.type for m in int8} == {"cuda"}
+    assert_images(images(session, "a red fox", GenerateSettings(n=1, seed=3, temperature=1.0, top_k=50)), 1)
+
+
+@torch.inference_mode()
+def test_int4_dequantizes_on_the_gpu_and_makes_images():
+    session = open_session(
+        "int4", checkpoint_dir("janus-pro-1b-tiny"), torch.device("cuda"), BF16, quantize="int4"
+    )
+    int4 = [m for m in session.model.modules() if isinstance(m, Int4Linear)]
+    assert int4 and {m.qweight.device.type for m in int4} == {"cuda"}
+    linear = int4[0]
+    x = torch.randn(2, linear.in_features, device="cuda", dtype=BF16)
+    ref = x.double() @ linear.dequantize(torch.float32).double().T  # the fp64 reference
+    assert (linear(x).double() - ref).abs().max() <= 2**-7 * ref.abs().max()
     assert_images(images(session, "a red fox", GenerateSettings(n=1, seed=3, temperature=1.0, top_k=50)), 1)
 
 

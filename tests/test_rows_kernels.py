@@ -166,7 +166,7 @@ def test_the_kernels_need_the_instructions(monkeypatch):
         monkeypatch.setattr(build, "cpu_flags", lambda: {"avx512f", "avx2"})
         build.load_rows.cache_clear()
         lib, why = build.load_rows()
-        assert lib is None and why == "this CPU lacks avx512bw, avx512vl, avx512_bf16"
+        assert lib is None and why == "this CPU lacks avx512bw, avx512vl, avx512_bf16, avx512_vnni"
     finally:
         build.load_rows.cache_clear()
 
@@ -174,14 +174,15 @@ def test_the_kernels_need_the_instructions(monkeypatch):
 @pytest.mark.skipif(build.compiler() is None, reason="no C++ compiler")
 def test_a_build_is_cached_and_a_broken_source_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    first = build.build("rows.cpp", build.ROWS_FLAGS)
+    first = build.build("rows.cpp", build.ROWS_FLAGS, build.ROWS_HEADERS)
     assert first.parent == tmp_path / "janus-cli" / "kernels" and first.exists()
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporary files left
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))  # a cached build needs no compiler
-    assert build.build("rows.cpp", build.ROWS_FLAGS) == first
+    assert build.build("rows.cpp", build.ROWS_FLAGS, build.ROWS_HEADERS) == first
     monkeypatch.delenv("CXX")
     with pytest.raises(build.KernelUnavailable, match="could not build rows.cpp"):
-        build.build("rows.cpp", [*build.ROWS_FLAGS, "-DJANUS_NO_SUCH_FLAG", "-fno-such-option"])
+        broken = [*build.ROWS_FLAGS, "-DJANUS_NO_SUCH_FLAG", "-fno-such-option"]
+        build.build("rows.cpp", broken, build.ROWS_HEADERS)
 
 
 def test_the_command_line_asks_for_huge_pages_before_torch_loads(monkeypatch):
@@ -203,10 +204,10 @@ def test_the_load_line_names_the_kernels_of_a_bf16_cpu_session(monkeypatch):
 
     from janus_cli.cli.console import kernel_note
 
-    session = SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=False)
+    session = SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=False, quantize="none")
     monkeypatch.setattr(build, "load_rows", lambda: (object(), "own AVX512-BF16 kernels"))
     assert kernel_note(session) == ", own AVX512-BF16 kernels"
     monkeypatch.setattr(build, "load_rows", lambda: (None, "this CPU lacks avx512_bf16"))
     assert kernel_note(session) == ", PyTorch kernels: this CPU lacks avx512_bf16"
-    assert kernel_note(SimpleNamespace(device=CPU, dtype=torch.float32, compile=False)) == ""
-    assert kernel_note(SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=True)) == ""
+    assert kernel_note(SimpleNamespace(device=CPU, dtype=torch.float32, compile=False, quantize="none")) == ""
+    assert kernel_note(SimpleNamespace(device=CPU, dtype=torch.bfloat16, compile=True, quantize="none")) == ""

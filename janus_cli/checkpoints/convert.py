@@ -3,7 +3,8 @@
 Sources: the published layouts (`pytorch_model.bin`, sharded `.bin` + index, safetensors) and
 the transformers port (`deepseek-community/*`, `model_type: "janus"`, see transformers_layout).
 The output is `model.safetensors`, or `model-0000N-of-0000M.safetensors` + an index when the
-tensors exceed the shard size, plus the config, tokenizer and processor files.
+tensors exceed the shard size, plus the config, tokenizer and processor files. With a quantize
+scheme, the linears it quantizes are written as its modules' tensors (checkpoints/quantized.py).
 
 Safety: everything is written into a temporary folder beside DST, verified bit for bit against
 a second read of the source, and only then renamed to DST, so an interrupted run leaves DST as
@@ -27,6 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from janus_cli.checkpoints import transformers_layout as hf
+from janus_cli.checkpoints.quantized import linear_parts, record, scheme_to_load, stored_scheme
 from janus_cli.checkpoints.read import iter_tensors
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import CheckpointError, InputError
@@ -49,6 +51,7 @@ class ConvertResult:
     files: tuple[str, ...]  # weight files written
     tensors: int
     bytes: int
+    quantize: str  # the scheme DST stores ("none": not quantized)
 
 
 def parse_size(text: str) -> int:
@@ -66,12 +69,15 @@ def convert(
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = 5 * 10**9,
     overwrite: bool = False,
+    quantize: str = "none",
     status: Callable[[str], None] = lambda s: None,
 ) -> ConvertResult:
     """Write checkpoint SRC to DST as verified safetensors in the published layout.
 
     Args:
         dtype: cast floating tensors to it (None keeps the source's).
+        quantize: a scheme of models/quantize.py: quantize its linears, from DTYPE's (or the
+            source's) values, one tensor at a time; "none" keeps them (and a quantized SRC's).
         status: called with a short phase description ("writing", "verifying").
     Raises:
         InputError: DST is not empty (without OVERWRITE), or overlaps SRC.
@@ -83,22 +89,31 @@ def convert(
     layout = "transformers" if hf.is_transformers_config(config) else "published"
     config = hf.to_multi_modality(config) if layout == "transformers" else config
     cfg = JanusConfig.from_dict(config)
+    stored = stored_scheme(config)
+    scheme = scheme_to_load(quantize, stored, src)
+    if stored != "none" and dtype is not None:
+        raise InputError(
+            f"{src} is quantized as {stored}: --dtype would recast its scales; convert the original"
+        )
+    plan = _plan(cfg, scheme) if stored == "none" and scheme != "none" else {}
+    if plan:
+        config = record(config, scheme, _source_dtype(src, layout, dtype, plan))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would otherwise become DST's mode
     try:
         status(f"writing {dst}")
-        weight_map, total = _write_shards(_source(src, layout, dtype), tmp, max_shard_bytes)
-        _check_against_model(cfg, tmp, weight_map, where=str(src))
-        _write_side_files(src, tmp, config, layout, dtype)
+        weight_map, total = _write_shards(_source(src, layout, dtype, scheme, plan), tmp, max_shard_bytes)
+        _check_against_model(cfg, scheme, tmp, weight_map, where=str(src))
+        _write_side_files(src, tmp, config, layout, dtype, rewrite=bool(plan))
         status("verifying")
-        _verify(_source(src, layout, dtype), tmp, weight_map)
+        _verify(_source(src, layout, dtype, scheme, plan), tmp, weight_map)
         _replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     files = tuple(dict.fromkeys(weight_map.values()))
-    return ConvertResult(dst, layout, files, len(weight_map), total)
+    return ConvertResult(dst, layout, files, len(weight_map), total, scheme)
 
 
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
@@ -111,10 +126,48 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         raise InputError(f"{dst}: folder is not empty (pass --overwrite to replace it)")
 
 
-def _source(src: Path, layout: str, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
+def _source(
+    src: Path,
+    layout: str,
+    dtype: torch.dtype | None,
+    scheme: str = "none",
+    plan: dict[str, str] | None = None,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """SRC's tensors in the published layout, cast to DTYPE; the weights of the linears PLAN
+    names ({name: part}) become their SCHEME-quantized modules' tensors (a bias passes as it
+    is: those modules keep it under the same name)."""
+    from torch import nn
+
+    from janus_cli.checkpoints.pages import release
+    from janus_cli.models.quantize import quantize_linear
+
     tensors = hf.published_tensors(src) if layout == "transformers" else iter_tensors(src)
     for key, t in tensors:
-        yield key, t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        cast = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+        name = key.removesuffix(".weight")
+        if not plan or name not in plan or name == key:
+            yield key, cast
+            continue
+        with torch.device("meta"):
+            linear = nn.Linear(cast.shape[1], cast.shape[0], bias=False)
+        linear.weight = nn.Parameter(cast, requires_grad=False)
+        for k, v in quantize_linear(linear, scheme, plan[name]).state_dict().items():
+            yield f"{name}.{k}", v
+        release(t)  # its pages, read once, need not stay resident
+
+
+def _plan(cfg: JanusConfig, scheme: str) -> dict[str, str]:
+    from janus_cli.checkpoints.load import build_model
+
+    return linear_parts(build_model(cfg))
+
+
+def _source_dtype(src: Path, layout: str, dtype: torch.dtype | None, plan: dict[str, str]) -> str:
+    """The dtype the PLAN's weights are quantized from: DTYPE, or the source's (its first one)."""
+    if dtype is None:
+        tensors = hf.published_tensors(src) if layout == "transformers" else iter_tensors(src)
+        dtype = next(t.dtype for k, t in tensors if k.removesuffix(".weight") in plan)
+    return str(dtype).removeprefix("torch.")
 
 
 def _write_shards(
@@ -163,26 +216,35 @@ def _write_shards(
     return weight_map, total
 
 
-def _check_against_model(cfg: JanusConfig, tmp: Path, weight_map: dict[str, str], where: str) -> None:
-    """Fail now, not at load time, if the tensors do not fit the model the config describes."""
+def _check_against_model(
+    cfg: JanusConfig, scheme: str, tmp: Path, weight_map: dict[str, str], where: str
+) -> None:
+    """Fail now, not at load time, if the tensors do not fit the model the config describes
+    (quantized by SCHEME)."""
     from janus_cli.checkpoints.load import build_model, checkpoint_key_to_param
     from janus_cli.checkpoints.strict import load_strict
+    from janus_cli.models.quantize import quantize_model
 
     shapes: dict[str, torch.Tensor] = {}
     for name in dict.fromkeys(weight_map.values()):
         with safe_open(str(tmp / name), framework="pt") as f:
             for key in f.keys():
                 shapes[key] = torch.empty(f.get_slice(key).get_shape(), device="meta")
-    load_strict(build_model(cfg), shapes, where=where, rename=checkpoint_key_to_param, device="meta")
+    model = build_model(cfg)
+    if scheme != "none":
+        quantize_model(model, scheme)
+    load_strict(model, shapes, where=where, rename=checkpoint_key_to_param, device="meta")
 
 
-def _write_side_files(src: Path, tmp: Path, config: dict, layout: str, dtype: torch.dtype | None) -> None:
+def _write_side_files(
+    src: Path, tmp: Path, config: dict, layout: str, dtype: torch.dtype | None, rewrite: bool = False
+) -> None:
     if dtype is not None:
         name = str(dtype).removeprefix("torch.")
         config = {**config, "torch_dtype": name}
         if "torch_dtype" in config.get("language_config", {}):
             config["language_config"] = {**config["language_config"], "torch_dtype": name}
-    if layout == "published" and dtype is None:
+    if layout == "published" and dtype is None and not rewrite:
         shutil.copy2(src / "config.json", tmp / "config.json")
     else:
         (tmp / "config.json").write_text(

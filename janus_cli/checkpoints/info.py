@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from janus_cli.checkpoints.hub import ModelSpec, cached_path, spec_for
+from janus_cli.checkpoints.quantized import stored_scheme
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 
@@ -51,6 +52,8 @@ def describe(ref: str) -> dict[str, Any]:
         "folder": str(folder) if folder else None,
         "config": "checkpoint" if folder else "bundled (not downloaded)",
         "dtype": config.get("torch_dtype"),
+        # the scheme a `janus convert --quantize` checkpoint stores, and loads run
+        "quantization": stored_scheme(config),
     }
     if config.get("_class_name") == "AutoencoderKL":
         keys = ("latent_channels", "block_out_channels", "scaling_factor")

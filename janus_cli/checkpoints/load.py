@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from janus_cli.checkpoints.quantized import linear_parts, scheme_to_load, stored_scheme
 from janus_cli.checkpoints.read import read_state_dict
 from janus_cli.checkpoints.strict import load_strict
-from janus_cli.config import JanusConfig
+from janus_cli.config import JanusConfig, read_json
 
 # Tensors the published checkpoints carry that inference never reads. Everything else in a
 # checkpoint must map onto a parameter, and every parameter must be in the checkpoint.
@@ -61,7 +62,11 @@ def skipped_init() -> Iterator[None]:
 
 
 def load_model(
-    folder: Path, dtype: torch.dtype, device: torch.device | str = "cpu", parts: tuple[str, ...] | None = None
+    folder: Path,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    parts: tuple[str, ...] | None = None,
+    quantize: str = "none",
 ) -> nn.Module:
     """Build the model of checkpoint FOLDER and load its weights, cast to DTYPE on DEVICE.
 
@@ -69,10 +74,25 @@ def load_model(
     submodules only other kinds read (the model's PARTS) are left out, set to None: their tensors
     are checked against the config like all others but never read, so `janus generate` does
     not load SigLIP, nor `janus describe` the image decoder.
+
+    QUANTIZE: a scheme of models/quantize.py, or "none". The linears it quantizes are loaded,
+    quantized and their checkpoint pages given back one at a time (strict.load_strict's swap),
+    so loading Janus-Pro-7B as int4 never holds its bf16 weights. A quantized checkpoint
+    (`janus convert --quantize`) loads as stored (checkpoints/quantized.py).
     """
+    from janus_cli.models.quantize import quantize_linear, quantize_model
+
     folder = Path(folder)
-    cfg = JanusConfig.from_file(folder / "config.json")
+    config = read_json(folder / "config.json")
+    cfg = JanusConfig.from_dict(config)
     model = build_model(cfg)
+    stored = stored_scheme(config)
+    scheme = scheme_to_load(quantize, stored, folder)
+    own_dtype: tuple[str, ...] = ()
+    if stored != "none":  # empty quantized modules (on meta), loaded like any other module
+        own_dtype = tuple(linear_parts(model))
+        quantize_model(model.to(dtype), stored)  # their float tensors in the dtype quantizing in DTYPE gives
+    plan = linear_parts(model) if scheme != "none" else {}
     wanted = model.PARTS if parts is None else parts
     unknown = set(wanted) - set(model.PARTS)
     if unknown:
@@ -86,5 +106,8 @@ def load_model(
         dtype=dtype,
         device=device,
         leave_out=leave_out,
+        own_dtype=own_dtype,
+        swap=lambda path, linear: quantize_linear(linear, scheme, plan[path]),
+        swapped=tuple(plan),
     )
     return model.eval().requires_grad_(False)

@@ -91,15 +91,21 @@ def open_model(
 
 
 def kernel_note(session) -> str:
-    """Which matmul kernels a bf16 CPU session decodes with, and why not ours (kernels/build.py)."""
+    """Which matmul kernels a bf16 CPU session decodes with, and why not ours (kernels/build.py);
+    for int4 weights, which kernel multiplies them."""
     import torch
 
     from janus_cli.kernels.build import load_rows
+    from janus_cli.kernels.int4 import int4_kernel_note
 
-    if session.device.type != "cpu" or session.dtype != torch.bfloat16 or session.compile:
-        return ""
+    ours = session.device.type == "cpu" and session.dtype == torch.bfloat16 and not session.compile
+    int4 = session.quantize == "int4"
+    if not ours:
+        dtype = str(session.dtype).removeprefix("torch.")
+        return f", int4 dequantized to {dtype} per call" if int4 else ""
     lib, note = load_rows()
-    return f", {note}" if lib else f", PyTorch kernels: {note}"
+    rows = f", {note}" if lib else f", PyTorch kernels: {note}"
+    return rows + (f", {int4_kernel_note()}" if int4 else "")
 
 
 def batch_size(value: str) -> int | None:

@@ -29,6 +29,14 @@ def convert(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty DST (only once the new one is verified).")
     ] = False,
+    quantize: Annotated[
+        str,
+        typer.Option(
+            "--quantize",
+            help="Store the LLM and image-head linears quantized (as --quantize would at load; the "
+            "scheme is recorded in config.json and loads run it). Default: none.",
+        ),
+    ] = "none",
     as_json: options.Json = False,
     quiet: options.Quiet = False,
     revision: options.Revision = None,
@@ -42,6 +50,8 @@ def convert(
       janus convert janus-pro-7b ~/models/janus-pro-7b-st
 
       janus convert deepseek-community/Janus-Pro-1B ./pro-1b --dtype bfloat16
+
+      janus convert janus-pro-7b ~/models/janus-pro-7b-int8 --quantize int8
     """
     import time
     from pathlib import Path
@@ -52,6 +62,9 @@ def convert(
         from janus_cli.checkpoints.convert import convert as run
         from janus_cli.checkpoints.convert import parse_size
         from janus_cli.checkpoints.hub import resolve
+        from janus_cli.runtime import choose_quantize
+
+        choose_quantize(quantize)
 
         shard = parse_size(max_shard_size)
         folder = resolve(src, revision, progress=console.show_progress(quiet))
@@ -70,6 +83,7 @@ def convert(
                 dtype=getattr(torch, dtype) if dtype else None,
                 max_shard_bytes=shard,
                 overwrite=overwrite,
+                quantize=quantize,
                 status=status,
             )
         seconds = time.perf_counter() - t0
@@ -82,6 +96,7 @@ def convert(
                 "tensors": result.tensors,
                 "bytes": result.bytes,
                 "dtype": dtype,
+                "quantize": result.quantize,
                 "seconds": round(seconds, 3),
             }
             typer.echo(json.dumps(doc, indent=2))

@@ -22,7 +22,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-# AVX512-BF16 for `vdpbf16ps`; F, BW and VL for the loads, converts and stores around it.
+# AVX512-BF16 for `vdpbf16ps`, VNNI for int4's `vpdpbusd`; F, BW and VL for the loads,
+# converts and stores around them (every AVX512-BF16 CPU has VNNI).
 ROWS_FLAGS = [
     "-O3",
     "-std=c++17",
@@ -30,11 +31,13 @@ ROWS_FLAGS = [
     "-mavx512bw",
     "-mavx512vl",
     "-mavx512bf16",
+    "-mavx512vnni",
     "-fopenmp",
     "-shared",
     "-fPIC",
 ]
-ROWS_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")
+ROWS_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni")
+ROWS_HEADERS = ("int4.h",)  # included by rows.cpp
 DISABLE_ENV = "JANUS_CPU_KERNELS"  # "0": never build or use them
 
 
@@ -62,12 +65,15 @@ def cpu_flags() -> set[str]:
     return set(line.partition(":")[2].split())
 
 
-def build(source: str, flags: list[str]) -> Path:
-    """The shared library for SOURCE (a file of this package) built with FLAGS, from the cache
-    or compiled into it; written under a temporary name and renamed, so concurrent builds (Ray
-    workers) never load a half-written file. Raises KernelUnavailable."""
-    text = resources.files(__package__).joinpath(source).read_bytes()
-    key = hashlib.sha256(text + " ".join(flags).encode()).hexdigest()[:16]
+def build(source: str, flags: list[str], headers: tuple[str, ...] = ()) -> Path:
+    """The shared library for SOURCE (a file of this package, including HEADERS of it) built
+    with FLAGS, from the cache or compiled into it; written under a temporary name and
+    renamed, so concurrent builds (Ray workers) never load a half-written file. Raises
+    KernelUnavailable."""
+    files = resources.files(__package__)
+    text = files.joinpath(source).read_bytes()
+    included = {h: files.joinpath(h).read_bytes() for h in headers}
+    key = hashlib.sha256(text + b"".join(included.values()) + " ".join(flags).encode()).hexdigest()[:16]
     target = cache_dir() / f"{Path(source).stem}-{key}.so"
     if target.exists():
         return target
@@ -78,6 +84,8 @@ def build(source: str, flags: list[str]) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         src, out = Path(tmp) / source, Path(tmp) / target.name
         src.write_bytes(text)
+        for name, body in included.items():
+            (Path(tmp) / name).write_bytes(body)
         r = subprocess.run([cxx, *flags, str(src), "-o", str(out)], capture_output=True, text=True)
         if r.returncode != 0:
             first = (r.stderr.strip().splitlines() or ["no output"])[0]
@@ -98,7 +106,7 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
     if missing:
         return None, f"this CPU lacks {', '.join(missing)}"
     try:
-        lib = ctypes.CDLL(str(build("rows.cpp", ROWS_FLAGS)))
+        lib = ctypes.CDLL(str(build("rows.cpp", ROWS_FLAGS, ROWS_HEADERS)))
     except KernelUnavailable as e:
         return None, str(e)
     except OSError as e:  # an unwritable cache, a library the loader refuses
@@ -106,6 +114,8 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
     for fn in (lib.janus_rows_bf16, lib.janus_rows_int8):
         fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
         fn.restype = None
+    lib.janus_rows_int4.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4
+    lib.janus_rows_int4.restype = None
     lib.janus_rmsnorm.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_float]
     lib.janus_block_step.argtypes = (
         [ctypes.c_void_p] * 4
@@ -119,6 +129,7 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
         + [ctypes.c_void_p]
         + [ctypes.c_int64] * 6
         + [ctypes.c_float]
+        + [ctypes.c_int64]
     )
     for fn in (lib.janus_rmsnorm, lib.janus_block_step):
         fn.restype = None

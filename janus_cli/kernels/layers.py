@@ -16,7 +16,16 @@ from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
 from janus_cli.kernels.rows import RowsLinear, fits, ptr
+from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
+
+
+def fuse(*linears: nn.Module) -> nn.Module:
+    """One linear for LINEARS of one input: an Int4Linear where they are int4 (their own kernel),
+    else a RowsLinear."""
+    if all(isinstance(lin, Int4Linear) for lin in linears):
+        return Int4Linear.cat(*linears)
+    return RowsLinear.from_linears(*linears)
 
 
 class RowsRMSNorm(nn.Module):
@@ -44,15 +53,15 @@ class RowsRMSNorm(nn.Module):
 
 
 class RowsAttention(Attention):
-    """Attention whose q, k and v come from one RowsLinear. Its token steps run inside
-    RowsBlock's one call; what reaches these modules (prefills, JanusFlow steps, shapes the call
-    does not take) runs PyTorch's RoPE, cache write and attention."""
+    """Attention whose q, k and v come from one linear (kernels/rows.py or models/int4.py). Its
+    token steps run inside RowsBlock's one call; what reaches these modules (prefills, JanusFlow
+    steps, shapes the call does not take) runs PyTorch's RoPE, cache write and attention."""
 
     def __init__(self, attn: Attention):
         nn.Module.__init__(self)  # not Attention's: it would allocate the four projections anew
         self.heads, self.kv_heads, self.head_dim = attn.heads, attn.kv_heads, attn.head_dim
         self.widths = [attn.heads * attn.head_dim] + [attn.kv_heads * attn.head_dim] * 2  # q, k, v
-        self.qkv_proj = RowsLinear.from_linears(attn.q_proj, attn.k_proj, attn.v_proj)
+        self.qkv_proj = fuse(attn.q_proj, attn.k_proj, attn.v_proj)
         self.o_proj = attn.o_proj
         self.cache = attn.cache
 
@@ -61,11 +70,11 @@ class RowsAttention(Attention):
 
 
 class RowsMLP(nn.Module):
-    """The SwiGLU MLP with gate and up as one RowsLinear."""
+    """The SwiGLU MLP with gate and up as one linear."""
 
     def __init__(self, mlp: MLP):
         super().__init__()
-        self.gate_up_proj = RowsLinear.from_linears(mlp.gate_proj, mlp.up_proj)
+        self.gate_up_proj = fuse(mlp.gate_proj, mlp.up_proj)
         self.down_proj = mlp.down_proj
 
     def forward(self, x: Tensor) -> Tensor:
@@ -92,7 +101,7 @@ class RowsBlock(Block):
         b, t, c = x.shape
         d, cache = attn.head_dim, attn.cache
         cos_rows, sin_rows = cos.reshape(-1, d), sin.reshape(-1, d)  # (1 or B, D) when T == 1
-        linears = (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)
+        linears = [weights_of(lin) for lin in (attn.qkv_proj, attn.o_proj, mlp.gate_up_proj, mlp.down_proj)]
         usable = (
             t == 1
             and used is not None
@@ -110,10 +119,8 @@ class RowsBlock(Block):
             and cache.k.dtype == torch.bfloat16
             and cache.k.is_contiguous()
             and cache.v.is_contiguous()
-            and all(
-                isinstance(lin, RowsLinear) and lin.bias is None and lin.pairs.dtype == linears[0].pairs.dtype
-                for lin in linears
-            )
+            and len({lin[2:] for lin in linears}) == 1  # one kind (and group) of weights
+            and linears[0][2] is not None
             and self.input_layernorm.weight.dtype
             == self.post_attention_layernorm.weight.dtype
             == torch.bfloat16
@@ -126,22 +133,27 @@ class RowsBlock(Block):
             None if mask is None else mask.reshape(-1, used).expand(b, used).to(torch.uint8).contiguous()
         )  # (B, S)
         out = torch.empty_like(x)  # (B, 1, C)
-        qkv, o, gate_up, down = linears
+        (
+            (qkv, qkv_scale, kind, group),
+            (o, o_scale, _, _),
+            (gate_up, gate_up_scale, _, _),
+            (down, down_scale, _, _),
+        ) = linears
         load_rows()[0].janus_block_step(
             x.data_ptr(),
             out.data_ptr(),
             self.input_layernorm.weight.data_ptr(),
             self.post_attention_layernorm.weight.data_ptr(),
             self.input_layernorm.eps,
-            qkv.pairs.data_ptr(),
-            ptr(qkv.scale),
-            o.pairs.data_ptr(),
-            ptr(o.scale),
-            gate_up.pairs.data_ptr(),
-            ptr(gate_up.scale),
-            down.pairs.data_ptr(),
-            ptr(down.scale),
-            qkv.pairs.dtype == torch.int8,
+            qkv,
+            qkv_scale,
+            o,
+            o_scale,
+            gate_up,
+            gate_up_scale,
+            down,
+            down_scale,
+            kind,
             cos_rows.data_ptr(),
             sin_rows.data_ptr(),
             d if cos_rows.shape[0] > 1 else 0,
@@ -158,8 +170,23 @@ class RowsBlock(Block):
             d,
             mlp.down_proj.in_features,
             d**-0.5,
+            group,
         )
         return out
+
+
+BF16, INT8, INT4 = 0, 1, 2  # janus_block_step's kinds of weights (rows.cpp)
+
+
+def weights_of(linear: nn.Module) -> tuple[int | None, int | None, int | None, int]:
+    """A bias-free linear as janus_block_step takes it: (weight, scale) pointers, kind, group;
+    kind None where the call cannot take it."""
+    if isinstance(linear, RowsLinear) and linear.bias is None:
+        kind = INT8 if linear.pairs.dtype == torch.int8 else BF16
+        return linear.pairs.data_ptr(), ptr(linear.scale), kind, 0
+    if isinstance(linear, Int4Linear) and linear.bias is None:
+        return linear.qweight.data_ptr(), linear.scales.data_ptr(), INT4, linear.group
+    return None, None, None, 0
 
 
 def use_rows_layers(llm: Llama) -> None:

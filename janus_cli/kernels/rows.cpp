@@ -7,7 +7,8 @@
 // streaming W once. W is stored in "pair blocks": outputs in blocks of 64 for bf16, 48 for
 // int8 (then 16 for the tail), each block [K/2][width][2] contiguous from element n0 * K, so
 // one `vdpbf16ps` multiplies 16 outputs by a broadcast pair x[m, 2k:2k+2] and nothing is
-// reduced across lanes. Weights are bf16 or int8 (turned into bf16 in registers, exactly).
+// reduced across lanes. Weights are bf16 or int8 (turned into bf16 in registers, exactly);
+// int4 weights have their own layout and integer kernel (int4.h).
 // A tile keeps NB x MC sums in registers (of 32) and widens int8 once per tile, so int8 takes
 // 3 x 8 (a CFG batch of 4 images is 8 rows: one pass, 12 % faster than 4 x 6 in two passes);
 // bf16, which needs no widening, keeps 4 x 6 (fewer broadcasts per product).
@@ -139,6 +140,8 @@ inline __m512 round16(__m512 v) {  // through bf16 and back
 }
 inline void store16(uint16_t* p, __m512 v) { _mm256_storeu_si256((__m256i*)p, (__m256i)_mm512_cvtneps_pbh(v)); }
 
+#include "int4.h"  // int4 weights (needs widen16)
+
 // One head: out = bf16(bf16(x * cos) + bf16(rotate_half(x) * sin)), the roundings of PyTorch's
 // bf16 `x * cos + rotate_half(x) * sin`; rotate_half(x) = [-x2, x1] for halves x1, x2.
 inline void rope_head(const uint16_t* x, const uint16_t* cos, const uint16_t* sin, uint16_t* out, int64_t D) {
@@ -207,13 +210,18 @@ void rope_rows(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t 
     }
 }
 
-// x (M, K) @ W^T * scale for pair blocks W of bf16 (INT8 false) or int8, no bias.
-void linear_pairs(const uint16_t* x, const void* w, bool int8, const float* scale, uint16_t* y, int64_t M, int64_t N,
-                  int64_t K) {
-    if (int8)
-        linear<3, 8>(x, (const int8_t*)w, scale, nullptr, y, M, N, K);
+enum Weights : int64_t { BF16 = 0, INT8 = 1, INT4 = 2 };
+
+// x (M, K) @ W^T, no bias: pair blocks W of bf16, or of int8 with fp32 per-output SCALE; or
+// int4 (int4.h): W its codes, SCALE its bf16 scales and offsets in groups of GROUP.
+void linear_pairs(const uint16_t* x, const void* w, int64_t kind, const void* scale, uint16_t* y, int64_t M, int64_t N,
+                  int64_t K, int64_t group) {
+    if (kind == INT4)
+        linear_int4<8>(x, (const uint8_t*)w, (const uint16_t*)scale, nullptr, y, M, N, K, group);
+    else if (kind == INT8)
+        linear<3, 8>(x, (const int8_t*)w, (const float*)scale, nullptr, y, M, N, K);
     else
-        linear<4, 6>(x, (const uint16_t*)w, scale, nullptr, y, M, N, K);
+        linear<4, 6>(x, (const uint16_t*)w, (const float*)scale, nullptr, y, M, N, K);
 }
 
 // exp of 16 floats to about 1 ulp: 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 in
@@ -258,6 +266,11 @@ void janus_rows_int8(const uint16_t* x, const int8_t* w, const float* scale, con
                      int64_t M, int64_t N, int64_t K) {
     linear<3, 8>(x, w, scale, bias, y, M, N, K);
 }
+// The int4 weight of models/int4.py (QWEIGHT, SCALES, GROUP); BIAS fp32 (N,) or null; M <= 16.
+void janus_rows_int4(const uint16_t* x, const uint8_t* qweight, const uint16_t* scales, const float* bias, uint16_t* y,
+                     int64_t M, int64_t N, int64_t K, int64_t group) {
+    linear_int4<8>(x, qweight, scales, bias, y, M, N, K, group);
+}
 
 // LlamaRMSNorm in bf16 for M rows of C (C % 16 == 0): y = w * bf16(x * rsqrt(mean(x^2) + eps)),
 // the mean in fp32. Serial: a row is 2-4 KB, less than a parallel region costs.
@@ -269,16 +282,17 @@ void janus_rmsnorm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M,
 //   h = x + o_proj(attend(rope(q), cache)) with q, k, v = qkv_proj(rmsnorm1(x)), rope(k) and v
 //   written to the caches at SLOT (attention reads slots 0..SLOT);
 //   out = h + down_proj(silu(gate) * up) with gate, up = gate_up_proj(rmsnorm2(h)).
-// x and out are (B, C). The projections are pair blocks, all bf16 or all INT8 (then with fp32
-// per-output scales), without biases: qkv (H + 2 Hkv) D x C, o C x H D, gate_up 2 I x C, down
-// C x I. COS, SIN, COS_ROW, the caches' STRIDE_B and STRIDE_H and VISIBLE are as in
+// x and out are (B, C). The projections are all of one KIND (linear_pairs: pair blocks of bf16
+// or of int8 with fp32 per-output scales, or int4 in groups of GROUP), without biases: qkv
+// (H + 2 Hkv) D x C, o C x H D, gate_up 2 I x C, down C x I. COS, SIN, COS_ROW, the caches' STRIDE_B and STRIDE_H and VISIBLE are as in
 // rope_rows and attend_rows, KC and VC point at [0, 0, 0]; SCALE is attention's.
 void janus_block_step(const uint16_t* x, uint16_t* out, const uint16_t* norm1, const uint16_t* norm2, float eps,
-                      const void* qkv, const float* qkv_scale, const void* o, const float* o_scale,
-                      const void* gate_up, const float* gate_up_scale, const void* down, const float* down_scale,
-                      int64_t int8, const uint16_t* cos, const uint16_t* sin, int64_t cos_row, uint16_t* kc,
+                      const void* qkv, const void* qkv_scale, const void* o, const void* o_scale,
+                      const void* gate_up, const void* gate_up_scale, const void* down, const void* down_scale,
+                      int64_t kind, const uint16_t* cos, const uint16_t* sin, int64_t cos_row, uint16_t* kc,
                       uint16_t* vc, int64_t stride_b, int64_t stride_h, int64_t slot, const uint8_t* visible,
-                      int64_t B, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t I, float scale) {
+                      int64_t B, int64_t C, int64_t H, int64_t Hkv, int64_t D, int64_t I, float scale,
+                      int64_t group) {
     const int64_t width = (H + 2 * Hkv) * D;
     thread_local std::vector<uint16_t> scratch;  // kept between calls: no allocation per step
     scratch.resize(B * (C + width + 2 * H * D + 3 * I + C));
@@ -286,17 +300,17 @@ void janus_block_step(const uint16_t* x, uint16_t* out, const uint16_t* norm1, c
     uint16_t *gu = heads + B * H * D, *act = gu + B * 2 * I, *y = act + B * I;  // y: (B, C) an output projection
 
     rmsnorm_rows(x, norm1, h, B, C, eps);
-    linear_pairs(h, qkv, int8, qkv_scale, proj, B, width, C);  // (B, (H + 2 Hkv) D): q, k, v side by side
+    linear_pairs(h, qkv, kind, qkv_scale, proj, B, width, C, group);  // (B, (H + 2 Hkv) D): q, k, v side by side
     rope_rows(proj, proj + H * D, proj + (H + Hkv) * D, width, cos, sin, cos_row, q, kc + slot * D, vc + slot * D, B,
               H, Hkv, D, stride_b, stride_h);
     attend_rows(q, kc, vc, visible, heads, B, H, Hkv, slot + 1, D, stride_b, stride_h, scale);
-    linear_pairs(heads, o, int8, o_scale, y, B, C, H * D);
+    linear_pairs(heads, o, kind, o_scale, y, B, C, H * D, group);
     add_rows(x, y, out, B * C);
 
     rmsnorm_rows(out, norm2, h, B, C, eps);
-    linear_pairs(h, gate_up, int8, gate_up_scale, gu, B, 2 * I, C);
+    linear_pairs(h, gate_up, kind, gate_up_scale, gu, B, 2 * I, C, group);
     silu_mul(gu, act, B, I);
-    linear_pairs(act, down, int8, down_scale, y, B, C, I);
+    linear_pairs(act, down, kind, down_scale, y, B, C, I, group);
     add_rows(out, y, out, B * C);
 }
 }

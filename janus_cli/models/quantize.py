@@ -1,18 +1,30 @@
-"""Weight-only int8 quantization, one scale per output channel, of the decode path's linears.
+"""Weight-only quantization of the decode path's linears: the schemes `--quantize` offers.
 
 An image-token step reads every LLM block weight and the image head once for a handful of rows,
-so it is bound by the bytes it reads: int8 weights halve them against bf16. Activations stay in
-the model dtype; the embedding tables, lm_head, vision towers and image decoders are untouched.
+so it is bound by the bytes it reads: int8 weights (one scale per output channel) halve them
+against bf16, int4 (models/int4.py) cuts them to 28 %. The embedding tables, lm_head, vision
+towers and image decoders are untouched.
+
+int4 keeps the image head (Janus's `gen_head`) at int8: its 16384 logits go straight to the
+sampler, classifier-free guidance multiplies their errors about 6x (cfg 5), and int4 would give
+them 9.0 % relative error against int8's 0.84 % (vision_head 16384x2048, Gaussian weights and
+inputs, benchmarks/int4_error.py's measure), for 5 % of an int4 Janus-Pro-1B step's bytes. The
+LLM blocks, first and last included, take int4: their errors pass through the residual stream
+and the final norm before they reach a logit (the per-step KL of the guided distribution, the
+measure that settles it, is benchmarks/quant_quality.py's).
 
 Legend: M rows, K in features, N out features.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.layout import swap_linears
 
 # PyTorch's int8 weight-only kernel dequantizes per row, so it beats dequantize-then-matmul only
@@ -73,12 +85,45 @@ class Int8Linear(nn.Module):
         )
 
 
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Swap, in place, every linear of the LLM blocks and of the image head (Janus's `gen_head`)
-    for an Int8Linear; returns MODEL."""
-    roots = [model.language_model.model.layers]
-    if getattr(model, "gen_head", None) is not None:  # Janus, loaded for generation
-        roots.append(model.gen_head)
-    for root in roots:
-        swap_linears(root, Int8Linear.from_linear)
+@dataclass(frozen=True)
+class Scheme:
+    """The quantized linear class for each part a scheme touches."""
+
+    blocks: type  # the LLM blocks' linears
+    head: type  # the image head's (Janus's gen_head)
+
+
+SCHEMES = {"int8": Scheme(Int8Linear, Int8Linear), "int4": Scheme(Int4Linear, Int8Linear)}
+# Where each part's linears live, by module name under the model.
+PARTS = {"blocks": "language_model.model.layers.", "head": "gen_head."}
+
+
+def part_of(name: str) -> str | None:
+    """blocks or head for a linear's module NAME under a Janus/JanusFlow model (as named in the
+    checkpoint, e.g. language_model.model.layers.3.mlp.down_proj), None where schemes keep it."""
+    return next((part for part, prefix in PARTS.items() if name.startswith(prefix)), None)
+
+
+def quantize_linear(linear: nn.Linear, scheme: str, part: str = "blocks") -> nn.Module:
+    """LINEAR as SCHEME (a key of SCHEMES) quantizes the linears of PART (blocks or head)."""
+    return getattr(SCHEMES[scheme], part).from_linear(linear)
+
+
+def quantize_model(model: nn.Module, scheme: str) -> nn.Module:
+    """Swap, in place, every linear of the LLM blocks and of the image head (Janus's `gen_head`,
+    where loaded) for SCHEME's quantized linears; returns MODEL."""
+    roots = {"blocks": model.language_model.model.layers, "head": getattr(model, "gen_head", None)}
+    for part, root in roots.items():
+        if root is not None:
+            swap_linears(root, lambda linear, part=part: quantize_linear(linear, scheme, part))
     return model
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """quantize_model(MODEL, "int8")."""
+    return quantize_model(model, "int8")
+
+
+def quantize_int4(model: nn.Module) -> nn.Module:
+    """quantize_model(MODEL, "int4"): int4 LLM blocks, int8 image head."""
+    return quantize_model(model, "int4")

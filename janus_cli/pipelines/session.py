@@ -9,13 +9,14 @@ import torch
 from torch import nn
 
 from janus_cli.checkpoints.load import load_model
+from janus_cli.checkpoints.quantized import scheme_to_load, stored_scheme
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
 from janus_cli.kernels.layers import use_rows_layers
 from janus_cli.kernels.rows import RowsLinear, fits, rows_kernels_available
 from janus_cli.models.layout import can_pack, pack_linears, swap_linears
-from janus_cli.models.quantize import Int8Linear, quantize_int8
+from janus_cli.models.quantize import Int8Linear, quantize_model
 from janus_cli.runtime import check_compile, choose_quantize
 from janus_cli.tokenizer import Tokenizer
 
@@ -58,24 +59,28 @@ def open_session(
     choose_quantize(quantize)
     if compile:
         check_compile(device)
-    cfg = JanusConfig.from_file(folder / "config.json")
+    config = read_json(folder / "config.json")
+    cfg = JanusConfig.from_dict(config)
+    quantize = scheme_to_load(quantize, stored_scheme(config), folder)  # a quantized checkpoint's own
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    model = prepare_model(load_model(folder, dtype, device, parts), device, dtype, quantize, compile)
+    # quantized while loading, one linear at a time: prepare_model has nothing left to quantize
+    model = prepare_model(load_model(folder, dtype, device, parts, quantize), device, dtype, "none", compile)
     return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize, compile)
 
 
 def prepare_model(
     model: nn.Module, device: torch.device, dtype: torch.dtype, quantize: str = "none", compile: bool = False
 ) -> nn.Module:
-    """In place, after loading: QUANTIZE int8 swaps the LLM and image-head linears; then on the
+    """In place, after loading: QUANTIZE int8 or int4 swaps the LLM and image-head linears
+    (models/quantize.py); then on the
     CPU, unless COMPILE (the compiler picks its own matmul kernels and cannot trace these), the
     LLM's blocks and the linears a token step runs move to our kernels where they run (bf16,
     AVX512-BF16, a C++ compiler: kernels/layers.py, kernels/rows.py), and the rest of the
     linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
-    if quantize == "int8":
-        quantize_int8(model)
+    if quantize != "none":
+        quantize_model(model, quantize)
     if compile:
         return model
     if rows_kernels_available(device, dtype):

@@ -7,12 +7,14 @@ step does. Times are the PCTth percentile of the calls or steps (default 20): on
 other jobs share, the slow tail is preemption, not the kernel.
 
     flock /tmp/janus-heavy.lock python benchmarks/int4_kernels.py [--model Janus-Pro-1B] [--quick]
+        [--skip-linears] [--layers 4: time only 4 full-size layers, not the whole model]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import sys
 import time
@@ -26,9 +28,13 @@ from machine import read_gbs  # noqa: E402
 from run import decode_path_bytes, janus_codes, janus_copy, prompt_of, random_model, step_times  # noqa: E402
 
 from janus_cli.config import JanusConfig  # noqa: E402
+from janus_cli.kernels.layers import use_rows_layers  # noqa: E402
 from janus_cli.kernels.rows import RowsLinear  # noqa: E402
 from janus_cli.models.int4 import GROUPS, Int4Linear  # noqa: E402
-from janus_cli.models.quantize import Int8Linear  # noqa: E402
+from janus_cli.models.layout import swap_linears  # noqa: E402
+from janus_cli.models.llama import Llama  # noqa: E402
+from janus_cli.models.quantize import Int8Linear, quantize_linear  # noqa: E402
+from janus_cli.pipelines.session import rows_linear  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 
@@ -111,6 +117,52 @@ def linear_table(model: str, rows_list: list[int], reps: int, pct: float, groups
             )
 
 
+def layers_table(model: str, layers: int, ns: list[int], steps: int, reps: int, pct: float) -> None:
+    """The LLM part of a token step (the blocks, one kernel call each where it runs) on LAYERS
+    full-size random layers, scaled to the model's layer count: a light stand-in for
+    step_table (no image head, no sampling; under 2 GB and a CPU-minute)."""
+    full = JanusConfig.from_file(ROOT / "weights" / "published" / model / "config.json").llm
+    cfg = dataclasses.replace(full, num_layers=layers, vocab_size=256)
+    with torch.device("meta"):
+        base = Llama(cfg).to(torch.bfloat16)
+    base = base.to_empty(device="cpu").eval()
+    gen = torch.Generator().manual_seed(0)
+    for p in base.parameters():
+        p.normal_(0, 0.02, generator=gen)
+    runs = {}
+    for scheme in ("none", "int8", "int4"):
+        llm = copy.deepcopy(base)
+        if scheme != "none":
+            swap_linears(llm.model.layers, lambda lin, s=scheme: quantize_linear(lin, s))
+        use_rows_layers(llm)
+        swap_linears(llm.model.layers, rows_linear, kinds=(nn.Linear, Int8Linear))
+        runs[scheme] = llm
+    context = 40
+    print(
+        f"\nLLM blocks of a token step ({model}: {layers} of {full.num_layers} layers timed, "
+        f"scaled; p{pct:.0f})"
+    )
+    for n in ns:
+        rows = 2 * n
+        times: dict[str, list[float]] = {q: [] for q in runs}
+        for _ in range(reps):
+            for q, llm in runs.items():
+                llm.setup_cache(rows, context + steps)
+                x = torch.randn(rows, context, cfg.hidden_size, generator=gen).to(torch.bfloat16)
+                llm(x, torch.arange(context), used=context)  # the prompt
+                for i in range(steps):
+                    t = time.perf_counter()
+                    llm(x[:, :1], torch.tensor([context + i]), used=context + i + 1)
+                    times[q].append((time.perf_counter() - t) * full.num_layers / layers)
+        med = {q: percentile(t, pct) for q, t in times.items()}
+        cells = "  ".join(f"{q} {ms * 1e3:.1f} ms" for q, ms in med.items())
+        print(
+            f"N={n}: {cells}  | int4 vs bf16 x{med['none'] / med['int4']:.2f}, "
+            f"vs int8 x{med['int8'] / med['int4']:.2f}; int8 vs bf16 x{med['none'] / med['int8']:.2f}",
+            flush=True,
+        )
+
+
 def step_table(model: str, ns: list[int], steps: int, reps: int, pct: float) -> None:
     base = random_model(model, torch.bfloat16, parts=("generation",))
     runs = {q: janus_copy(base, q) for q in ("none", "int8", "int4")}
@@ -144,6 +196,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--skip-linears", action="store_true")
     ap.add_argument("--skip-steps", action="store_true")
+    ap.add_argument("--layers", type=int, default=0, help="time only this many LLM layers (light)")
     ap.add_argument("--pct", type=float, default=20.0, help="percentile of calls and steps reported")
     ap.add_argument("--groups", default=",".join(map(str, GROUPS)), help="int4 group sizes, e.g. 64")
     a = ap.parse_args()
@@ -152,7 +205,9 @@ def main() -> None:
     with torch.inference_mode():
         if not a.skip_linears:
             linear_table(a.model, [2, 8], reps, a.pct, [int(g) for g in a.groups.split(",")])
-        if not a.skip_steps:
+        if a.layers:
+            layers_table(a.model, a.layers, [1, 4], 8 if a.quick else 16, reps, a.pct)
+        elif not a.skip_steps:
             step_table(a.model, [1, 4], 8 if a.quick else 16, reps, a.pct)
 
 

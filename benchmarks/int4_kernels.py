@@ -198,10 +198,11 @@ def main() -> None:
     ap.add_argument("--skip-steps", action="store_true")
     ap.add_argument("--layers", type=int, default=0, help="time only this many LLM layers (light)")
     ap.add_argument("--pct", type=float, default=20.0, help="percentile of calls and steps reported")
+    ap.add_argument("--reps", type=int, default=0, help="interleaved rounds (default 7, 3 with --quick)")
     ap.add_argument("--groups", default=",".join(map(str, GROUPS)), help="int4 group sizes, e.g. 64")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    reps = 3 if a.quick else 7
+    reps = a.reps or (3 if a.quick else 7)
     with torch.inference_mode():
         if not a.skip_linears:
             linear_table(a.model, [2, 8], reps, a.pct, [int(g) for g in a.groups.split(",")])

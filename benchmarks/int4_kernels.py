@@ -152,7 +152,7 @@ def layers_table(model: str, layers: int, ns: list[int], steps: int, reps: int, 
                 llm(x, torch.arange(context), used=context)  # the prompt
                 for i in range(steps):
                     t = time.perf_counter()
-                    llm(x[:, :1], torch.tensor([context + i]), used=context + i + 1)
+                    llm(x[:, :1].contiguous(), torch.tensor([context + i]), used=context + i + 1)
                     times[q].append((time.perf_counter() - t) * full.num_layers / layers)
         med = {q: percentile(t, pct) for q, t in times.items()}
         cells = "  ".join(f"{q} {ms * 1e3:.1f} ms" for q, ms in med.items())

@@ -141,3 +141,25 @@ def test_many_rows_take_the_dequantized_matmul():
     x = torch.randn(KERNEL_ROWS + 1, 64, dtype=torch.bfloat16)
     assert int4_rows(x, q4.qweight, q4.scales, None, 64, 64) is None
     assert torch.equal(q4(x), F.linear(x, q4.dequantize()))
+
+
+def test_the_benchmark_scripts_import_and_pytorchs_kernel_module_matches():
+    import importlib.util
+    from pathlib import Path
+
+    modules = {}
+    for name in ("int4_kernels", "int4_error"):
+        path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+        assert callable(modules[name].main)
+    q4 = Int4Linear.from_linear(linear_of(64, 128, seed=4), 64)
+    x = torch.randn(2, 128, dtype=torch.bfloat16)
+    ref = F.linear(x.float(), q4.dequantize(torch.float32))
+    theirs = modules["int4_kernels"].TorchInt4(q4)(x)
+    assert (theirs.float() - ref).abs().max() <= 2**-7 * ref.abs().max()
+    # the error study's asymmetric rounding is the format's
+    linear = linear_of(64, 128, seed=5)
+    study = modules["int4_error"].dequantized(linear.weight.detach(), 64, symmetric=False)
+    assert torch.equal(study, Int4Linear.from_linear(linear, 64).dequantize(torch.float32))

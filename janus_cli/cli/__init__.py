@@ -10,6 +10,7 @@ from janus_cli.cli import console
 from janus_cli.cli.chat import chat
 from janus_cli.cli.convert import convert
 from janus_cli.cli.describe import describe
+from janus_cli.cli.finetune import finetune
 from janus_cli.cli.flow import flow_generate
 from janus_cli.cli.generate import generate
 from janus_cli.cli.models import models
@@ -32,6 +33,7 @@ app.command(no_args_is_help=True)(convert)
 app.command(no_args_is_help=True)(show)
 app.add_typer(models)
 app.command()(serve)
+app.command(no_args_is_help=True)(finetune)
 
 
 @app.callback(invoke_without_command=True)

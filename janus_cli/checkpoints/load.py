@@ -19,8 +19,6 @@ UNUSED_PREFIXES = (
     "vision_model.vision_tower.attn_pool.",  # SigLIP's pooling head: Janus uses all patches
     "vision_und_enc_model.vision_tower.attn_pool.",
     "gen_vision_model.quantize.codebook_used",  # training statistics buffer
-    "gen_vision_model.encoder.",  # image -> codes; generation only decodes
-    "gen_vision_model.quant_conv.",
 )
 
 
@@ -65,15 +63,17 @@ def load_model(
 ) -> nn.Module:
     """Build the model of checkpoint FOLDER and load its weights, cast to DTYPE on DEVICE.
 
-    PARTS: the kinds of work to load for ("understanding", "generation"; all when None). The
-    submodules only other kinds read (the model's PARTS) are left out, set to None: their tensors
-    are checked against the config like all others but never read, so `janus generate` does
-    not load SigLIP, nor `janus describe` the image decoder.
+    PARTS: the kinds of work to load for ("understanding", "generation", and for training
+    "encoding"; when None all but the model's ON_REQUEST parts). The submodules only other kinds
+    read (the model's PARTS) are left out, set to None: their tensors are checked against the
+    config like all others but never read, so `janus generate` does not load SigLIP, nor
+    `janus describe` the image decoder, nor any command but training the VQ encoder.
     """
     folder = Path(folder)
     cfg = JanusConfig.from_file(folder / "config.json")
     model = build_model(cfg)
-    wanted = model.PARTS if parts is None else parts
+    on_request = getattr(model, "ON_REQUEST", ())
+    wanted = [p for p in model.PARTS if p not in on_request] if parts is None else parts
     unknown = set(wanted) - set(model.PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {sorted(model.PARTS)}")

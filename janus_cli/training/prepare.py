@@ -58,7 +58,7 @@ def prepare(opts: Options, settings_for: Callable[[int], object], progress: Prog
     from janus_cli.checkpoints.hub import resolve
     from janus_cli.checkpoints.load import load_model
     from janus_cli.config import JanusConfig, read_json
-    from janus_cli.imageio import PreprocessConfig
+    from janus_cli.imageio import PreprocessConfig, load_image
     from janus_cli.pipelines.image_to_text import DescribeSettings
     from janus_cli.pipelines.session import Session
     from janus_cli.runtime import choose_device, choose_dtype
@@ -82,16 +82,12 @@ def prepare(opts: Options, settings_for: Callable[[int], object], progress: Prog
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    parts = ("generation",) if opts.task == "generate" else ("understanding",)
-    model = load_model(folder, dtype, device, parts)
-    session = Session(opts.model, folder, cfg, model, tok, preprocess, device, dtype)
-
-    from janus_cli.imageio import load_image
-
-    fits = _fits(session, opts.task)
-    kept, skipped = data.checked(records, opts.task, load_image, fits, opts.keep_going)
+    session = Session(opts.model, folder, cfg, None, tok, preprocess, device, dtype)  # the model: below
+    kept, skipped = data.checked(records, opts.task, load_image, _fits(session, opts.task), opts.keep_going)
     if not kept:
         raise InputError(f"{opts.data}: no usable records ({len(skipped)} skipped)")
+    parts = ("generation", "encoding") if opts.task == "generate" else ("understanding",)
+    session.model = model = load_model(folder, dtype, device, parts)  # after the checks: they are fast
     features = None
     if opts.task == "generate":
         codes = encode_targets(session, [r.image for r in kept], progress)
@@ -214,7 +210,11 @@ def cached(session, what: str, paths: list[Path], compute, progress: Progress) -
     return out
 
 
-@torch.no_grad()
 def encode_image(session, path: Path) -> torch.Tensor:
-    """(576,) int64 codes of the image at PATH as a generation target."""
-    raise NotImplementedError("waiting for the VQ encoder")
+    """(576,) int64 codes of the image at PATH made a generation target (imageio.generation_target)."""
+    from janus_cli.imageio import generation_target, load_image
+
+    pixels = generation_target(load_image(path))[None].to(session.device, session.dtype)  # (1, 3, 384, 384)
+    return (
+        session.model.encode_images(pixels)[0].cpu().clone()
+    )  # clone: a normal tensor, not an inference one

@@ -21,6 +21,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,7 @@ class Adapter:
         """The fully trained modules' parameters, by our parameter names."""
         return {k: t for k, t in self.tensors.items() if not _LORA_KEY.fullmatch(k)}
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """sha256 of what the adapter does to a model (scale, names, dtypes, shapes, values),
         the same whichever key layout it was saved in."""
@@ -164,6 +165,30 @@ class Adapter:
             h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
+
+    def ref(self, path: Path | str) -> AdapterRef:
+        return AdapterRef(self.name, self.digest, str(path))
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """What a run records of the adapter it merged: no tensors kept alive."""
+
+    name: str
+    digest: str
+    path: str  # absolute, so that `--from-image` finds it from any folder
+
+    def recipe(self) -> dict[str, str]:
+        """The recipe fields (PNG metadata, sidecars, manifests): `--from-image` finds the adapter
+        at `adapter` and checks it by `adapter_sha256`."""
+        return {"adapter": self.path, "adapter_name": self.name, "adapter_sha256": self.digest}
+
+
+def merged_weight(w: Tensor, a: Tensor, b: Tensor, scale: float) -> Tensor:
+    """W + SCALE * B @ A, computed in fp32 and returned in W's dtype: the one merge rule, for
+    `--adapter` (apply_adapter) and `janus merge` alike. W (N, K), A (r, K), B (N, r)."""
+    delta = b.to(w.device, torch.float32) @ a.to(w.device, torch.float32)  # (N, K)
+    return (w.float() + scale * delta).to(w.dtype)
 
 
 def write_adapter(
@@ -325,10 +350,8 @@ def apply_adapter(model: nn.Module, adapter: Adapter) -> nn.Module:
                 f"{where}: {module} is ({n}, {k}) in this model, the adapter's B @ A is "
                 f"({b.shape[0]}, {a.shape[1]}): made for another model"
             )
-        w = linear.weight
-        delta = b.to(w.device, torch.float32) @ a.to(w.device, torch.float32)  # (N, r) @ (r, K)
         # A new tensor, never written into the checkpoint's memory map.
-        w.data = (w.float() + adapter.config.scale * delta).to(w.dtype)
+        linear.weight.data = merged_weight(linear.weight, a, b, adapter.config.scale)
     for module in adapter.config.modules_to_save:
         target = _module(model, module, where)
         if target is None:

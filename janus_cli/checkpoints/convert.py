@@ -27,6 +27,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from janus_cli.checkpoints import transformers_layout as hf
+from janus_cli.checkpoints.adapter import Adapter
+from janus_cli.checkpoints.merge import merge_tensors
 from janus_cli.checkpoints.read import iter_tensors
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import CheckpointError, InputError
@@ -67,11 +69,13 @@ def convert(
     max_shard_bytes: int = 5 * 10**9,
     overwrite: bool = False,
     status: Callable[[str], None] = lambda s: None,
+    adapter: Adapter | None = None,
 ) -> ConvertResult:
     """Write checkpoint SRC to DST as verified safetensors in the published layout.
 
     Args:
         dtype: cast floating tensors to it (None keeps the source's).
+        adapter: merged into the weights after the cast (`janus merge`; checkpoints/merge.py).
         status: called with a short phase description ("writing", "verifying").
     Raises:
         InputError: DST is not empty (without OVERWRITE), or overlaps SRC.
@@ -88,11 +92,11 @@ def convert(
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would otherwise become DST's mode
     try:
         status(f"writing {dst}")
-        weight_map, total = _write_shards(_source(src, layout, dtype), tmp, max_shard_bytes)
+        weight_map, total = _write_shards(_source(src, layout, dtype, adapter), tmp, max_shard_bytes)
         _check_against_model(cfg, tmp, weight_map, where=str(src))
         _write_side_files(src, tmp, config, layout, dtype)
         status("verifying")
-        _verify(_source(src, layout, dtype), tmp, weight_map)
+        _verify(_source(src, layout, dtype, adapter), tmp, weight_map)
         _replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,10 +115,12 @@ def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
         raise InputError(f"{dst}: folder is not empty (pass --overwrite to replace it)")
 
 
-def _source(src: Path, layout: str, dtype: torch.dtype | None) -> Iterator[tuple[str, torch.Tensor]]:
+def _source(
+    src: Path, layout: str, dtype: torch.dtype | None, adapter: Adapter | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
     tensors = hf.published_tensors(src) if layout == "transformers" else iter_tensors(src)
-    for key, t in tensors:
-        yield key, t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    cast = ((key, t.to(dtype) if dtype is not None and t.is_floating_point() else t) for key, t in tensors)
+    yield from cast if adapter is None else merge_tensors(cast, adapter)
 
 
 def _write_shards(

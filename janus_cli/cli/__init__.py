@@ -13,6 +13,7 @@ from janus_cli.cli.describe import describe
 from janus_cli.cli.finetune import finetune
 from janus_cli.cli.flow import flow_generate
 from janus_cli.cli.generate import generate
+from janus_cli.cli.merge import merge
 from janus_cli.cli.models import models
 from janus_cli.cli.serve import serve
 from janus_cli.cli.show import show
@@ -30,6 +31,7 @@ app.command(no_args_is_help=True)(generate)
 app.command("flow-generate", no_args_is_help=True)(flow_generate)
 app.command()(chat)
 app.command(no_args_is_help=True)(convert)
+app.command(no_args_is_help=True)(merge)
 app.command(no_args_is_help=True)(show)
 app.add_typer(models)
 app.command()(serve)

@@ -59,7 +59,9 @@ class Model:
 
         s = self.janus.session
         extra = {"vae": self.vae} if self.family == "janusflow" else {}
-        return run_base(s.name, None, str(s.dtype).removeprefix("torch."), s.quantize, **extra)
+        return run_base(
+            s.name, None, str(s.dtype).removeprefix("torch."), s.quantize, adapter=s.adapter, **extra
+        )
 
 
 @dataclass(frozen=True)

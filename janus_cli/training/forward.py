@@ -53,10 +53,10 @@ def image_logits(model: nn.Module, prompts: list[Tensor], codes: Tensor, checkpo
     """
     n = codes.shape[1]
     image = model.code_embeds(codes[:, :-1])  # (B, N - 1, C)
+    embed = model.language_model.model.embed_tokens
     rows = [
-        torch.cat([model.language_model.model.embed_tokens(p), image[b].to(image.dtype)])
-        for b, p in enumerate(prompts)
-    ]
+        torch.cat([embed(p), image[b].to(image.dtype)]) for b, p in enumerate(prompts)
+    ]  # (P_b + N - 1, C)
     embeds = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, T, C), right-padded with zeros
     hidden = hidden_states(model.language_model, embeds, checkpointing)
     at = torch.stack([torch.arange(n) + len(p) - 1 for p in prompts]).to(embeds.device)  # (B, N) positions

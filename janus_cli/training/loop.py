@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from janus_cli.training import forward
-from janus_cli.training.data import DescribeExample, GenerateExample
+from janus_cli.training.data import GenerateExample
 from janus_cli.training.lora import set_dropout_seed
 from janus_cli.training.losses import IGNORE, shifted_targets, token_loss
 
@@ -154,6 +154,3 @@ class Trainer:
                     return
         self.model.eval()
         set_dropout_seed(self.loras, None)
-
-
-__all__ = ["DescribeExample", "GenerateExample", "Save", "Settings", "Step", "Trainer", "lr_at"]

@@ -87,3 +87,15 @@ def set_dropout_seed(loras: dict[str, LoRALinear], seed: int | None) -> None:
 def set_enabled(loras: dict[str, LoRALinear], enabled: bool) -> None:
     for lora in loras.values():
         lora.enabled = enabled
+
+
+def train_in_fp32(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Make MODULE (a head trained whole) trainable fp32 parameters inside a DTYPE model: its
+    inputs are cast to fp32 and its outputs back to DTYPE by hooks, so the module keeps its
+    names (and its checkpoint keys) and inference runs through it unchanged."""
+    module.float().requires_grad_(True)
+    module.register_forward_pre_hook(
+        lambda m, args: tuple(a.float() if a.is_floating_point() else a for a in args)
+    )
+    module.register_forward_hook(lambda m, args, out: out.to(dtype))
+    return module

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from janus_cli.errors import InputError
-from janus_cli.training.lora import HEADS, add_lora
+from janus_cli.training.lora import HEADS, add_lora, train_in_fp32
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -108,8 +108,7 @@ def prepare(opts: Options, settings_for: Callable[[int], object], progress: Prog
     params = [p for lora in loras.values() for p in (lora.lora_A, lora.lora_B)]
     heads = HEADS if opts.train_head else ()
     for head in heads:
-        module = getattr(model, head).float().requires_grad_(True)  # trained in fp32
-        params += list(module.parameters())
+        params += list(train_in_fp32(getattr(model, head), dtype).parameters())
     trainer = Trainer(model, loras, params, settings)
     if opts.resume:
         restore(opts, trainer, heads, settings)

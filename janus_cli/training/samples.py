@@ -19,7 +19,7 @@ def sample_images(session, loras: dict, prompts: list[str], seed: int, adapter: 
         images = []
         for k, prompt in enumerate(prompts):
             job = ImageJob(prompt, GenerateSettings(n=1, seed=seed + k), first=k)
-            images += [e.image for e in generate_batch(session, [(job, 0)]) if isinstance(e, ImageReady)]
+            images += [e.pixels for e in generate_batch(session, [(job, 0)]) if isinstance(e, ImageReady)]
         return images
     finally:
         set_enabled(loras, True)

@@ -42,6 +42,7 @@ def load(
     compile: bool = False,
     parts: tuple[str, ...] | None = None,
     progress: bool = False,
+    adapter: str | Path | None = None,
 ) -> Janus:
     """Load a checkpoint, downloading it on first use, and return it ready to run.
 
@@ -58,6 +59,8 @@ def load(
         compile: run the image-token step under torch.compile. parts: load only the weights
             for ("understanding",) or ("generation",) work (None: everything).
         progress: show the hub's download progress bars on stderr.
+        adapter: a LoRA adapter folder (PEFT format, e.g. from `janus finetune`), merged into
+            the weights at load; the images' recipes record it.
     Raises:
         JanusError: InputError (bad option), DownloadError, CheckpointError.
     """
@@ -69,7 +72,7 @@ def load(
     dt = choose_dtype(dtype, dev)
     quantize = choose_quantize(quantize)
     folder = resolve(model, revision, progress=progress)
-    session = open_session(model, folder, dev, dt, quantize, compile, parts)
+    session = open_session(model, folder, dev, dt, quantize, compile, parts, adapter)
     return Janus(session, revision=revision, vae_ref=vae, progress=progress)
 
 
@@ -136,10 +139,16 @@ class Janus:
                 self._vae = load_vae(self._vae_ref, self.session, self._progress)
             return self._vae
 
+    @property
+    def adapter(self) -> str | None:
+        """The name of the LoRA adapter merged at load, if any."""
+        return None if self.session.adapter is None else self.session.adapter.name
+
     def __repr__(self) -> str:
         s = self.session
         dtype = str(s.dtype).removeprefix("torch.")
-        return f"Janus({s.name!r}, family={self.family!r}, device={s.device.type!r}, dtype={dtype!r})"
+        extra = f", adapter={self.adapter!r}" if self.adapter else ""
+        return f"Janus({s.name!r}, family={self.family!r}, device={s.device.type!r}, dtype={dtype!r}{extra})"
 
     # -- understanding --------------------------------------------------------------------
 
@@ -258,7 +267,8 @@ class Janus:
                 else {}
             )
             dtype = str(self.session.dtype).removeprefix("torch.")
-            base = run_base(self.session.name, self.revision, dtype, self.session.quantize, **extra)
+            s = self.session
+            base = run_base(s.name, self.revision, dtype, s.quantize, adapter=s.adapter, **extra)
             return self._collect(
                 jobs, make_images(self.session, jobs, size, encoded, self.vae), base, on_step, cancel
             )

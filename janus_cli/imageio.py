@@ -104,6 +104,28 @@ def preprocess(img: Image.Image, cfg: PreprocessConfig = PreprocessConfig()):
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (3, H, W)
 
 
+def generation_target(img: Image.Image, size: int = 384):
+    """An image as the model would generate it, for training (the VQ encoder's input): RGB, short
+    side to SIZE (bicubic; the long side truncated, as torchvision's Resize), centre crop to
+    SIZE x SIZE (offsets rounded, as its CenterCrop), x / 127.5 - 1. The official repo has no
+    training code; mindone and Janus-Pro-R1 crop this way, and the vq_encode goldens pin it.
+
+    Returns:
+        (3, SIZE, SIZE) float32 torch tensor in [-1, 1].
+    """
+    import torch
+
+    img = img.convert("RGB")
+    w, h = img.size
+    short = min(w, h)
+    new_w, new_h = (size, int(size * h / short)) if w <= h else (int(size * w / short), size)
+    img = img.resize((new_w, new_h), Image.BICUBIC)
+    left, top = int(round((new_w - size) / 2)), int(round((new_h - size) / 2))
+    img = img.crop((left, top, left + size, top + size))
+    x = np.asarray(img).astype(np.float32) / 127.5 - 1  # (H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (3, H, W)
+
+
 def to_uint8(images) -> np.ndarray:
     """(B, 3, H, W) images in [-1, 1] -> (B, H, W, 3) uint8, truncating like the official code."""
     x = images.float().clamp(-1, 1).add(1).div(2).mul(255).permute(0, 2, 3, 1)

@@ -168,3 +168,32 @@ def test_readme_python_api_blocks_run_as_written(tmp_path, photos):
     ]
     second = python("block1.py", cwd=tmp_path).stdout.splitlines()
     assert second[-1] == "stopped; the model is ready for the next call"
+
+
+def test_finetune_style(tmp_path):
+    """examples/finetune_style.sh: the fixture shapes -> an adapter -> an image made with it."""
+    bindir = str(Path(sys.executable).parent)
+    if not (Path(bindir) / "janus").exists():
+        pytest.skip("the janus console script is not installed")
+    env = {
+        "MODEL": str(checkpoint_dir("janus-pro-1b-tiny")),
+        "STEPS": "2",
+        "N": "1",
+        "JANUS_EXTRA": "--dtype float32 --device cpu",
+        "FINETUNE_EXTRA": "--samples 0",
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "PATH": bindir + os.pathsep + os.environ["PATH"],
+    }
+    shapes = Path(__file__).parent / "fixtures" / "finetune" / "shapes"
+    r = subprocess.run(
+        ["bash", str(EXAMPLES / "finetune_style.sh"), str(shapes), "a red square", "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **env},
+    )
+    assert r.returncode == 0, r.stderr
+    made = [Path(line) for line in r.stdout.splitlines()]
+    assert len(made) == 1 and (tmp_path / made[0]).exists() or made[0].exists()
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").exists()

@@ -14,6 +14,7 @@ it was. Memory: tensors stream file by file and are written shard by shard (peak
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -28,6 +29,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from janus_cli.checkpoints import transformers_layout as hf
+from janus_cli.checkpoints.adapter import Adapter
+from janus_cli.checkpoints.merge import merge_tensors
 from janus_cli.checkpoints.quantized import linear_parts, record, scheme_to_load, stored_scheme
 from janus_cli.checkpoints.read import iter_tensors
 from janus_cli.config import JanusConfig, read_json
@@ -71,6 +74,7 @@ def convert(
     overwrite: bool = False,
     quantize: str = "none",
     status: Callable[[str], None] = lambda s: None,
+    adapter: Adapter | None = None,
 ) -> ConvertResult:
     """Write checkpoint SRC to DST as verified safetensors in the published layout.
 
@@ -78,6 +82,8 @@ def convert(
         dtype: cast floating tensors to it (None keeps the source's).
         quantize: a scheme of models/quantize.py: quantize its linears, from DTYPE's (or the
             source's) values, one tensor at a time; "none" keeps them (and a quantized SRC's).
+        adapter: merged into the weights after the cast, before quantizing (`janus merge`;
+            checkpoints/merge.py).
         status: called with a short phase description ("writing", "verifying").
     Raises:
         InputError: DST is not empty (without OVERWRITE), or overlaps SRC.
@@ -91,6 +97,10 @@ def convert(
     cfg = JanusConfig.from_dict(config)
     stored = stored_scheme(config)
     scheme = scheme_to_load(quantize, stored, src)
+    if stored != "none" and adapter is not None:
+        raise InputError(
+            f"{src} is quantized as {stored}: an adapter merges into the original's float weights"
+        )
     if stored != "none" and dtype is not None:
         raise InputError(
             f"{src} is quantized as {stored}: --dtype would recast its scales; convert the original"
@@ -103,11 +113,12 @@ def convert(
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would otherwise become DST's mode
     try:
         status(f"writing {dst}")
-        weight_map, total = _write_shards(_source(src, layout, dtype, scheme, plan), tmp, max_shard_bytes)
+        source = functools.partial(_source, src, layout, dtype, scheme, plan, adapter)
+        weight_map, total = _write_shards(source(), tmp, max_shard_bytes)
         _check_against_model(cfg, scheme, tmp, weight_map, where=str(src))
         _write_side_files(src, tmp, config, layout, dtype, rewrite=bool(plan))
         status("verifying")
-        _verify(_source(src, layout, dtype, scheme, plan), tmp, weight_map)
+        _verify(source(), tmp, weight_map)
         _replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,25 +143,26 @@ def _source(
     dtype: torch.dtype | None,
     scheme: str = "none",
     plan: dict[str, str] | None = None,
+    adapter: Adapter | None = None,
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """SRC's tensors in the published layout, cast to DTYPE; the weights of the linears PLAN
-    names ({name: part}) become their SCHEME-quantized modules' tensors (a bias passes as it
-    is: those modules keep it under the same name)."""
+    """SRC's tensors in the published layout, cast to DTYPE, with ADAPTER merged in; the weights
+    of the linears PLAN names ({name: part}) become their SCHEME-quantized modules' tensors (a
+    bias passes as it is: those modules keep it under the same name)."""
     from torch import nn
 
     from janus_cli.checkpoints.pages import release
     from janus_cli.models.quantize import quantize_linear
 
     tensors = hf.published_tensors(src) if layout == "transformers" else iter_tensors(src)
-    for key, t in tensors:
-        cast = t.to(dtype) if dtype is not None and t.is_floating_point() else t
+    cast = ((key, t.to(dtype) if dtype is not None and t.is_floating_point() else t) for key, t in tensors)
+    for key, t in cast if adapter is None else merge_tensors(cast, adapter):
         name = key.removesuffix(".weight")
         if not plan or name not in plan or name == key:
-            yield key, cast
+            yield key, t
             continue
         with torch.device("meta"):
-            linear = nn.Linear(cast.shape[1], cast.shape[0], bias=False)
-        linear.weight = nn.Parameter(cast, requires_grad=False)
+            linear = nn.Linear(t.shape[1], t.shape[0], bias=False)
+        linear.weight = nn.Parameter(t, requires_grad=False)
         for k, v in quantize_linear(linear, scheme, plan[name]).state_dict().items():
             yield f"{name}.{k}", v
         release(t)  # its pages, read once, need not stay resident

@@ -20,8 +20,6 @@ UNUSED_PREFIXES = (
     "vision_model.vision_tower.attn_pool.",  # SigLIP's pooling head: Janus uses all patches
     "vision_und_enc_model.vision_tower.attn_pool.",
     "gen_vision_model.quantize.codebook_used",  # training statistics buffer
-    "gen_vision_model.encoder.",  # image -> codes; generation only decodes
-    "gen_vision_model.quant_conv.",
 )
 
 
@@ -70,10 +68,11 @@ def load_model(
 ) -> nn.Module:
     """Build the model of checkpoint FOLDER and load its weights, cast to DTYPE on DEVICE.
 
-    PARTS: the kinds of work to load for ("understanding", "generation"; all when None). The
-    submodules only other kinds read (the model's PARTS) are left out, set to None: their tensors
-    are checked against the config like all others but never read, so `janus generate` does
-    not load SigLIP, nor `janus describe` the image decoder.
+    PARTS: the kinds of work to load for ("understanding", "generation", and for training
+    "encoding"; when None all but the model's ON_REQUEST parts). The submodules only other kinds
+    read (the model's PARTS) are left out, set to None: their tensors are checked against the
+    config like all others but never read, so `janus generate` does not load SigLIP, nor
+    `janus describe` the image decoder, nor any command but training the VQ encoder.
 
     QUANTIZE: a scheme of models/quantize.py, or "none". The linears it quantizes are loaded,
     quantized and their checkpoint pages given back one at a time (strict.load_strict's swap),
@@ -93,7 +92,8 @@ def load_model(
         own_dtype = tuple(linear_parts(model))
         quantize_model(model.to(dtype), stored)  # their float tensors in the dtype quantizing in DTYPE gives
     plan = linear_parts(model) if scheme != "none" else {}
-    wanted = model.PARTS if parts is None else parts
+    on_request = getattr(model, "ON_REQUEST", ())
+    wanted = [p for p in model.PARTS if p not in on_request] if parts is None else parts
     unknown = set(wanted) - set(model.PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; choose from {sorted(model.PARTS)}")

@@ -104,9 +104,15 @@ def load_strict(
 
 
 def drop(model: nn.Module, path: str) -> None:
-    """Set MODEL's submodule or parameter at the dotted PATH to None."""
+    """Set MODEL's submodule or parameter at the dotted PATH to None (nothing to do when a
+    parent of it already is)."""
     parent, _, leaf = path.rpartition(".")
-    setattr(model.get_submodule(parent), leaf, None)
+    owner = model
+    for name in parent.split(".") if parent else ():
+        owner = getattr(owner, name)
+        if owner is None:
+            return
+    setattr(owner, leaf, None)
 
 
 def _few(keys: list[str]) -> str:

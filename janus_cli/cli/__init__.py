@@ -10,8 +10,10 @@ from janus_cli.cli import console
 from janus_cli.cli.chat import chat
 from janus_cli.cli.convert import convert
 from janus_cli.cli.describe import describe
+from janus_cli.cli.finetune import finetune
 from janus_cli.cli.flow import flow_generate
 from janus_cli.cli.generate import generate
+from janus_cli.cli.merge import merge
 from janus_cli.cli.models import models
 from janus_cli.cli.serve import serve
 from janus_cli.cli.show import show
@@ -29,9 +31,11 @@ app.command(no_args_is_help=True)(generate)
 app.command("flow-generate", no_args_is_help=True)(flow_generate)
 app.command()(chat)
 app.command(no_args_is_help=True)(convert)
+app.command(no_args_is_help=True)(merge)
 app.command(no_args_is_help=True)(show)
 app.add_typer(models)
 app.command()(serve)
+app.command(no_args_is_help=True)(finetune)
 
 
 @app.callback(invoke_without_command=True)

@@ -59,6 +59,7 @@ def chat(
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
     revision: options.Revision = None,
+    adapter: options.Adapter = None,
 ) -> None:
     """Talk about images with the model: each line you type is a turn; answers stream to stdout.
 
@@ -86,7 +87,7 @@ def chat(
             from janus_cli.imageio import probe_image
 
             probe_image(name)  # a missing file fails before the model loads
-        model_ = console.open_model(model, device, dtype, revision, quiet, quantize)
+        model_ = console.open_model(model, device, dtype, revision, quiet, quantize, adapter=adapter)
         talk = Talk(
             model_,
             model_.chat(images or [], temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed),

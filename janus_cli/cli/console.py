@@ -68,6 +68,7 @@ def open_model(
     compile: bool = False,
     parts: tuple[str, ...] | None = None,
     vae: str | None = None,
+    adapter: str | None = None,
 ):
     """`janus_cli.load` with a spinner and a "loaded ..." line on stderr."""
     import time
@@ -78,13 +79,24 @@ def open_model(
     shown = show_progress(quiet)
     with err.status(f"loading {ref}", spinner="dots") if shown else contextlib.nullcontext():
         model = janus_cli.load(
-            ref, device, dtype, quantize, revision, vae, compile=compile, parts=parts, progress=shown
+            ref,
+            device,
+            dtype,
+            quantize,
+            revision,
+            vae,
+            compile=compile,
+            parts=parts,
+            progress=shown,
+            adapter=adapter,
         )
     if shown:
         s = model.session
         name = str(s.dtype).removeprefix("torch.") + (f", {s.quantize}" if s.quantize != "none" else "")
+        lora = f" + adapter {s.adapter.name}" if s.adapter is not None else ""
+        took = time.perf_counter() - t0
         err.print(
-            f"loaded {ref} ({name}, {s.device.type}{kernel_note(s)}) in {time.perf_counter() - t0:.1f}s",
+            f"loaded {ref}{lora} ({name}, {s.device.type}{kernel_note(s)}) in {took:.1f}s",
             markup=False,
         )
     return model

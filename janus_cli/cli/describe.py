@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus_cli.cli import console, inputs, options, tables, terminal
+from janus_cli.cli import console, engines, inputs, options, tables, terminal
 from janus_cli.cli.manifest import Manifest
 from janus_cli.cli.options import OUTPUT, RUNTIME, SAMPLING
 
@@ -71,6 +71,7 @@ def describe(
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
     revision: options.Revision = None,
+    adapter: options.Adapter = None,
     engine: options.Engine = options.EngineName.local,
     ray_address: options.RayAddress = None,
     workers: options.Workers = 1,
@@ -152,6 +153,11 @@ def describe(
             "max_tokens": max_tokens,
             "seed": seed,
         }
+        if adapter is not None:  # checked before any loading; every record names it
+            from janus_cli.checkpoints.adapter import read_adapter
+
+            adapter = engines.adapter_path(adapter)
+            base.update(read_adapter(adapter).ref(adapter).recipe())
         stream = not as_lines and not on_ray and (together or len(items) == 1)
         failures: list[str] = []
 
@@ -181,7 +187,9 @@ def describe(
                 opts = RayOptions(ray_address, workers, gpus_per_worker, cpus_per_worker, quiet)
                 tokens = describe_on_ray(
                     opts,
-                    ModelRef(model, device, dtype, revision, quantize, parts=console.UNDERSTANDING),
+                    ModelRef(
+                        model, device, dtype, revision, quantize, parts=console.UNDERSTANDING, adapter=adapter
+                    ),
                     items,
                     settings,
                     keep_going,
@@ -190,7 +198,14 @@ def describe(
                 )
             else:
                 session = console.open_model(
-                    model, device, dtype, revision, quiet, quantize, parts=console.UNDERSTANDING
+                    model,
+                    device,
+                    dtype,
+                    revision,
+                    quiet,
+                    quantize,
+                    parts=console.UNDERSTANDING,
+                    adapter=adapter,
                 ).session
                 t0 = time.perf_counter()
 

@@ -52,6 +52,7 @@ def open_images(req) -> ImageEngine:
             req.compile,
             console.GENERATION,
             req.vae,
+            req.adapter,
         )
         model.session.require(req.family, req.command)
         return ImageEngine(model.session, str(model.session.dtype).removeprefix("torch."), model.vae)
@@ -61,9 +62,24 @@ def open_images(req) -> ImageEngine:
 
     choose_quantize(req.quantize)  # a bad value fails here, not in every worker
     ref = ModelRef(
-        req.model, req.device, req.dtype, req.revision, req.quantize, req.compile, console.GENERATION
+        req.model,
+        req.device,
+        req.dtype,
+        req.revision,
+        req.quantize,
+        req.compile,
+        console.GENERATION,
+        adapter_path(req.adapter),
     )
     task = ImageTask(req.family, req.command, req.vae)
     return ImageEngine(
         light_session(ref, task, req.out.quiet), worker_dtype(ref, req.ray), None, req.ray, ref, task
     )
+
+
+def adapter_path(adapter: str | None) -> str | None:
+    """--adapter for Ray workers: an absolute path (they do not share this process's working
+    folder; on a cluster of several machines it must be on a file system they all see)."""
+    from pathlib import Path
+
+    return None if adapter is None else str(Path(adapter).expanduser().resolve())

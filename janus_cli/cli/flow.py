@@ -81,6 +81,7 @@ def flow_generate(
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
     revision: options.Revision = None,
+    adapter: options.Adapter = None,
     engine: options.Engine = options.EngineName.local,
     ray_address: options.RayAddress = None,
     workers: options.Workers = 1,
@@ -136,5 +137,6 @@ def flow_generate(
                 console.batch_size(batch_size),
                 inputs.parse_shard(shard),
                 engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
+                adapter=adapter,
             )
         )

@@ -10,7 +10,18 @@ from janus_cli.cli import console, engines, image_run, inputs, jobs, options, re
 from janus_cli.cli import preview as previews
 from janus_cli.cli.options import SAMPLING
 
-RECIPE = ("prompt", "seed", "cfg", "temperature", "top_k", "top_p", "model", "revision", "quantize")
+RECIPE = (
+    "prompt",
+    "seed",
+    "cfg",
+    "temperature",
+    "top_k",
+    "top_p",
+    "model",
+    "revision",
+    "quantize",
+    "adapter",
+)
 
 
 def generate(
@@ -77,6 +88,7 @@ def generate(
     quantize: options.Quantize = "none",
     compile: options.Compile = False,
     revision: options.Revision = None,
+    adapter: options.Adapter = None,
     engine: options.Engine = options.EngineName.local,
     ray_address: options.RayAddress = None,
     workers: options.Workers = 1,
@@ -113,9 +125,12 @@ def generate(
             model=model,
             revision=revision,
             quantize=quantize,
+            adapter=adapter,
         )
         if from_image is not None:
-            v = recipes.apply_recipe(ctx, recipes.read_recipe(from_image), v, RECIPE)
+            recipe = recipes.read_recipe(from_image)
+            v = recipes.apply_recipe(ctx, recipe, v, RECIPE)
+            recipes.check_adapter(from_image, recipe, v["adapter"], given=adapter is not None)
         if v["top_p"] is not None and v["top_p"] <= 0:
             raise console.fail("--top-p must be in (0, 1]")
         from janus_cli.pipelines.text_to_image import GenerateSettings
@@ -150,5 +165,6 @@ def generate(
                 console.batch_size(batch_size),
                 inputs.parse_shard(shard),
                 engines.ray_options(engine, ray_address, workers, gpus_per_worker, cpus_per_worker, quiet),
+                adapter=v["adapter"],
             )
         )

@@ -73,6 +73,7 @@ class Request:
     ray: object | None = None  # RayOptions for --engine ray
     first: int = 0  # run index of the first image (chat's /imagine counts on)
     loaded: object | None = None  # a Janus already loaded (chat)
+    adapter: str | None = None  # --adapter: a LoRA adapter folder merged at load
 
 
 @dataclass
@@ -119,7 +120,7 @@ def run(req: Request) -> None:
     if why and not out.quiet:
         console.err.print(why, markup=False)
     extra = {"vae": req.vae or "sdxl-vae", "noise": defaults["noise"]} if req.family == "janusflow" else {}
-    base = run_base(req.model, req.revision, engine.dtype, req.quantize, **extra)
+    base = run_base(req.model, req.revision, engine.dtype, req.quantize, adapter=session.adapter, **extra)
     events = engine.events(p.work, size, lambda: make_images(session, p.work, size, encoded, engine.vae))
     write_images(p, events, base, out, log)
 

@@ -215,3 +215,12 @@ Format = Annotated[
         "table beside it (same name, .parquet); the JSONL manifest stays the journal that --resume reads.",
     ),
 ]
+Adapter = Annotated[
+    str | None,
+    typer.Option(
+        "--adapter",
+        rich_help_panel=RUNTIME,
+        show_default=False,
+        help="A LoRA adapter folder (PEFT format, from janus finetune) merged into the model at load.",
+    ),
+]

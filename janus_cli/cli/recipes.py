@@ -35,3 +35,31 @@ def apply_recipe(ctx, recipe: dict, values: dict, keys: tuple[str, ...]) -> dict
         name for name in keys if name in ctx.params and ctx.get_parameter_source(name).name == "COMMANDLINE"
     }
     return {**values, **{k: recipe[k] for k in keys if k in recipe and k not in given}}
+
+
+def check_adapter(png: str, recipe: dict, adapter: str | None, given: bool) -> None:
+    """The adapter a `--from-image` run re-makes with: the one the recipe names must still be
+    at its path and hold the same weights (its sha256); an --adapter given on the command line
+    wins, like any option."""
+    if given or not recipe.get("adapter"):
+        return
+    from pathlib import Path
+
+    from janus_cli.checkpoints.adapter import read_adapter
+    from janus_cli.errors import JanusError
+
+    name = recipe.get("adapter_name") or Path(str(adapter)).name
+    if not Path(str(adapter)).is_dir():
+        raise InputError(
+            f"{png} was made with adapter {name} ({adapter}), which is missing; pass --adapter DIR"
+        )
+    try:
+        digest = read_adapter(Path(str(adapter))).digest
+    except JanusError as e:
+        raise InputError(f"{png} was made with adapter {name}, which no longer loads: {e}") from None
+    wanted = recipe.get("adapter_sha256")
+    if wanted and digest != wanted:
+        raise InputError(
+            f"{png} was made with adapter {name} (sha256 {wanted[:12]}), but {adapter} now holds "
+            f"another ({digest[:12]}); pass --adapter DIR with the original"
+        )

@@ -114,6 +114,7 @@ def serve(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     quantize: options.Quantize = "none",
+    adapter: options.Adapter = None,
     no_access_log: Annotated[
         bool,
         typer.Option(
@@ -195,6 +196,8 @@ def serve(
 
       janus serve -m janus-pro-1b -m janusflow-1.3b --port 9000
 
+      janus serve -m janus-pro-1b --adapter ./style   (served as janus-pro-1b+style)
+
       JANUS_API_KEY=secret janus serve --host 0.0.0.0 --allowed-host gpu-box.lan
 
       janus serve --ray --address HEAD:6379 --replicas 2 --cpus-per-replica 4
@@ -221,7 +224,9 @@ def serve(
         from janus_cli.server.loading import DEFAULT_VAE, served_name
         from janus_cli.server.security import Policy
 
-        names = [served_name(r) for r in refs]
+        if adapter is not None and len(refs) > 1:
+            raise InputError("--adapter applies to one model: give a single -m")
+        names = [served_name(r, adapter) for r in refs]
         if len(set(names)) != len(names):
             raise InputError(f"two models would be served under one name: {', '.join(names)}")
         policy = Policy(
@@ -251,10 +256,21 @@ def serve(
                 vae=vae,
                 max_batch=max_batch,
                 max_queue=max_queue,
+                adapter=adapter,
             )
         served = [
             _open(
-                ref, name, device, dtype, quantize, vae or DEFAULT_VAE, max_batch, max_queue, len(refs), quiet
+                ref,
+                name,
+                device,
+                dtype,
+                quantize,
+                vae or DEFAULT_VAE,
+                max_batch,
+                max_queue,
+                len(refs),
+                quiet,
+                adapter,
             )
             for ref, name in zip(refs, names, strict=True)
         ]
@@ -272,6 +288,7 @@ def _open(
     max_queue: int,
     models: int,
     quiet: bool,
+    adapter: str | None = None,
 ):
     """Load REF and give it its scheduler: a server.backend.Model."""
     import time
@@ -282,7 +299,7 @@ def _open(
     from janus_cli.server.loading import load
 
     t0 = time.perf_counter()
-    janus = load(ref, device, dtype, quantize, vae)
+    janus = load(ref, device, dtype, quantize, vae, adapter)
     s = janus.session
     size = max_batch or default_max_batch(s, models)
     if not quiet:

@@ -34,7 +34,7 @@ def serve_ray(
     refs: list[str], choice: RayChoice, host: str, port: int, options, quiet: bool, **model
 ) -> None:
     """Deploy REFS on the cluster CHOICE names and serve them until interrupted. MODEL: device,
-    dtype, quantize, vae, max_batch, max_queue, as for the local server."""
+    dtype, quantize, vae, max_batch, max_queue, adapter, as for the local server."""
     try:
         import ray
         from ray import serve
@@ -46,7 +46,15 @@ def serve_ray(
     scaling = _scaling(choice)
     m = model
     specs = replica_specs(
-        refs, m["device"], m["dtype"], m["quantize"], m["vae"], m["max_batch"], m["max_queue"], scaling
+        refs,
+        m["device"],
+        m["dtype"],
+        m["quantize"],
+        m["vae"],
+        m["max_batch"],
+        m["max_queue"],
+        scaling,
+        m["adapter"],
     )
     logging.getLogger("ray.serve").setLevel(logging.WARNING if not quiet else logging.ERROR)
     opts = RayOptions(choice.address, 1, choice.gpus, choice.cpus, quiet)

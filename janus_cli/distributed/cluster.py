@@ -42,6 +42,7 @@ class ModelRef:
     quantize: str = "none"
     compile: bool = False
     parts: tuple[str, ...] | None = None  # the kinds of work to load for (checkpoints/load.py)
+    adapter: str | None = None  # a LoRA adapter folder (absolute path) merged at load
 
 
 def import_ray():
@@ -159,6 +160,7 @@ def open_model(ref: ModelRef, threads: int, vae: str | None = None):
         vae,
         compile=ref.compile,
         parts=ref.parts,
+        adapter=ref.adapter,
     )
 
 

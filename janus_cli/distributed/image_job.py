@@ -39,6 +39,10 @@ def light_session(ref: cluster.ModelRef, task: ImageTask, quiet: bool):
     tokenizer = Tokenizer(folder, flow=config.family == "janusflow")
     session = Session(ref.model, folder, config, None, tokenizer, None, torch.device("cpu"), torch.float32)
     session.require(task.family, task.command)
+    if ref.adapter is not None:  # checked here, before any worker starts; recorded in every recipe
+        from janus_cli.checkpoints.adapter import read_adapter
+
+        session.adapter = read_adapter(ref.adapter).ref(ref.adapter)
     return session
 
 

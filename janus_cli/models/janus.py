@@ -15,7 +15,7 @@ from janus_cli.config import JanusConfig
 from janus_cli.models.heads import ImageHead, MlpProjector
 from janus_cli.models.llama import Llama
 from janus_cli.models.siglip import VisionTower
-from janus_cli.models.vq import VQConfig, VQDecoder
+from janus_cli.models.vq import VQConfig, VQModel
 
 
 def embed_with_images(
@@ -45,7 +45,9 @@ class JanusModel(nn.Module):
     PARTS = {
         "understanding": ("vision_model", "aligner", "language_model.lm_head"),
         "generation": ("gen_vision_model", "gen_aligner", "gen_head", "gen_embed"),
+        "encoding": ("gen_vision_model.encoder", "gen_vision_model.quant_conv"),  # images -> codes
     }
+    ON_REQUEST = ("encoding",)  # parts loaded only when named (training), never by default
 
     def __init__(self, cfg: JanusConfig):
         super().__init__()
@@ -53,7 +55,7 @@ class JanusModel(nn.Module):
         self.cfg = cfg
         self.vision_model = VisionTower(cfg.siglip)
         self.aligner = MlpProjector(cfg.siglip.width, c)
-        self.gen_vision_model = VQDecoder(VQConfig(codebook_size=cfg.image_token_size, code_dim=cfg.code_dim))
+        self.gen_vision_model = VQModel(VQConfig(codebook_size=cfg.image_token_size, code_dim=cfg.code_dim))
         self.gen_aligner = MlpProjector(cfg.code_dim, c)
         self.gen_head = ImageHead(c, cfg.image_token_size)
         self.gen_embed = nn.Embedding(cfg.image_token_size, cfg.code_dim)
@@ -77,6 +79,12 @@ class JanusModel(nn.Module):
     def image_logits(self, hidden: Tensor) -> Tensor:
         """(B, C) last hidden state -> (B, V_img) fp32 logits over image codes."""
         return self.gen_head(hidden).float()
+
+    @torch.inference_mode()
+    def encode_images(self, images: Tensor) -> Tensor:
+        """(B, 3, 384, 384) generation targets in [-1, 1] (imageio.generation_target) -> (B, 576)
+        codes; needs the "encoding" part loaded."""
+        return self.gen_vision_model.encode(images)
 
     @torch.inference_mode()
     def decode_codes(self, codes: Tensor) -> Tensor:

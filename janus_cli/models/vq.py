@@ -1,9 +1,10 @@
-"""The VQ-16 image decoder (LlamaGen): image codes -> pixels.
+"""The VQ-16 image tokenizer (LlamaGen): image codes -> pixels, and pixels -> codes.
 
-Names mirror `gen_vision_model.*`. Only the decode path is built; the checkpoint's encoder,
-`quant_conv` and `codebook_used` are not needed to turn generated codes into images.
+Names mirror `gen_vision_model.*`. Generation only decodes; the encoder and `quant_conv` turn
+training images into the codes the model learns to generate, and a session loads them only when
+asked (the "encoding" part, models/janus.py). The `codebook_used` statistics buffer is not built.
 
-Legend: B images, C channels, h w code grid (24 x 24), E codebook dim (8).
+Legend: B images, C channels, h w code grid (24 x 24), E codebook dim (8), V codebook size.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class VQConfig:
     base_channels: int = 128
     channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
     res_blocks: int = 3  # per decoder level (num_res_blocks 2 + 1)
+    encoder_res_blocks: int = 2  # per encoder level (num_res_blocks)
 
 
 def group_norm(c: int) -> nn.GroupNorm:
@@ -70,21 +72,35 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class Level(nn.Module):
-    """One decoder resolution: ResBlocks (with attention at the lowest), then upsampling."""
+class Downsample(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2)
 
-    def __init__(self, c_in: int, c_out: int, blocks: int, attention: bool, upsample: bool):
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))  # the official asymmetric pad: right and bottom
+
+
+class Level(nn.Module):
+    """One resolution: ResBlocks (with attention at the lowest), then up- or downsampling."""
+
+    def __init__(
+        self, c_in: int, c_out: int, blocks: int, attention: bool, upsample: bool, downsample: bool = False
+    ):
         super().__init__()
         self.res = nn.ModuleList(ResBlock(c_in if i == 0 else c_out, c_out) for i in range(blocks))
         self.attn = nn.ModuleList(AttnBlock(c_out) for _ in range(blocks if attention else 0))
         self.upsample = Upsample(c_out) if upsample else None
+        self.downsample = Downsample(c_out) if downsample else None
 
     def forward(self, x: Tensor) -> Tensor:
         for i, res in enumerate(self.res):
             x = res(x)
             if self.attn:
                 x = self.attn[i](x)
-        return x if self.upsample is None else self.upsample(x)
+        if self.upsample is not None:
+            x = self.upsample(x)
+        return x if self.downsample is None else self.downsample(x)
 
 
 class Decoder(nn.Module):
@@ -112,21 +128,78 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
 
+class Encoder(nn.Module):
+    """Pixels -> (B, z_channels, h, w): four stride-2 levels, attention at the lowest."""
+
+    def __init__(self, cfg: VQConfig):
+        super().__init__()
+        widths = [cfg.base_channels * m for m in cfg.channel_mult]  # highest resolution first
+        self.conv_in = nn.Conv2d(3, cfg.base_channels, 3, padding=1)
+        last = len(widths) - 1
+        self.conv_blocks = nn.ModuleList(
+            Level(
+                cfg.base_channels if j == 0 else widths[j - 1],
+                widths[j],
+                cfg.encoder_res_blocks,
+                attention=j == last,
+                upsample=False,
+                downsample=j != last,
+            )
+            for j in range(len(widths))
+        )
+        self.mid = nn.ModuleList(
+            [ResBlock(widths[-1], widths[-1]), AttnBlock(widths[-1]), ResBlock(widths[-1], widths[-1])]
+        )
+        self.norm_out = group_norm(widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], cfg.z_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv_in(x)
+        for level in self.conv_blocks:
+            x = level(x)
+        for block in self.mid:
+            x = block(x)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
 class Quantizer(nn.Module):
     def __init__(self, cfg: VQConfig):
         super().__init__()
         self.embedding = nn.Embedding(cfg.codebook_size, cfg.code_dim)
 
+    def codebook(self) -> Tensor:
+        """(V, E) L2-normalised rows: what codes stand for, in decoding and in encoding."""
+        return F.normalize(self.embedding.weight, p=2, dim=-1)
 
-class VQDecoder(nn.Module):
+    def nearest(self, z: Tensor) -> Tensor:
+        """(B, E, h, w) latents -> (B, h*w) codes in raster order: the nearest codebook row to
+        each L2-normalised latent, by the official squared distance (ties: the lowest code)."""
+        flat = F.normalize(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), p=2, dim=-1)  # (B*h*w, E)
+        book = self.codebook()
+        d = flat.pow(2).sum(1, keepdim=True) + book.pow(2).sum(1) - 2 * flat @ book.T  # (B*h*w, V)
+        return d.argmin(dim=1).view(z.shape[0], -1)
+
+
+class VQModel(nn.Module):
     def __init__(self, cfg: VQConfig = VQConfig()):
         super().__init__()
+        self.encoder = Encoder(cfg)
+        self.quant_conv = nn.Conv2d(cfg.z_channels, cfg.code_dim, 1)
         self.quantize = Quantizer(cfg)
         self.post_quant_conv = nn.Conv2d(cfg.code_dim, cfg.z_channels, 1)
         self.decoder = Decoder(cfg)
 
     def forward(self, codes: Tensor, grid: int = 24) -> Tensor:
         """(B, h*w) codes in raster order -> (B, 3, 16h, 16w) images in about [-1, 1]."""
-        book = F.normalize(self.quantize.embedding.weight, p=2, dim=-1)  # L2-normalised rows
-        z = book[codes].view(codes.shape[0], grid, grid, -1).permute(0, 3, 1, 2)  # (B, E, h, w)
+        z = (
+            self.quantize.codebook()[codes].view(codes.shape[0], grid, grid, -1).permute(0, 3, 1, 2)
+        )  # (B, E, h, w)
         return self.decoder(self.post_quant_conv(z))
+
+    def latents(self, images: Tensor) -> Tensor:
+        """(B, 3, 16h, 16w) images in [-1, 1] -> (B, E, h, w) latents before quantization."""
+        return self.quant_conv(self.encoder(images))
+
+    def encode(self, images: Tensor) -> Tensor:
+        """(B, 3, 16h, 16w) images in [-1, 1] (imageio.generation_target) -> (B, h*w) codes."""
+        return self.quantize.nearest(self.latents(images))

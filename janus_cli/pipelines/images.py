@@ -112,13 +112,15 @@ def recipe(base: dict, job: ImageJob, k: int) -> dict:
     }
 
 
-def run_base(model: str, revision: str | None, dtype: str, quantize: str, **extra) -> dict:
-    """The recipe fields a whole run shares (EXTRA: JanusFlow's vae and noise)."""
+def run_base(model: str, revision: str | None, dtype: str, quantize: str, adapter=None, **extra) -> dict:
+    """The recipe fields a whole run shares (ADAPTER: the session's AdapterRef, if any; EXTRA:
+    JanusFlow's vae and noise)."""
     from janus_cli.version import __version__
 
     return {
         "model": model,
         "revision": revision,
+        **(adapter.recipe() if adapter is not None else {}),
         **extra,
         "dtype": dtype,
         "quantize": quantize,

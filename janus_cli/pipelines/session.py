@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from janus_cli.checkpoints.adapter import AdapterRef, apply_adapter, read_adapter
 from janus_cli.checkpoints.load import load_model
 from janus_cli.checkpoints.quantized import scheme_to_load, stored_scheme
 from janus_cli.config import JanusConfig, read_json
@@ -35,6 +36,7 @@ class Session:
     dtype: torch.dtype
     quantize: str = "none"
     compile: bool = False  # image-token steps under torch.compile (sampling/autoregressive.py)
+    adapter: AdapterRef | None = None  # the LoRA adapter merged into the weights at load
 
     def require(self, family: str, command: str) -> None:
         """Refuse a command the checkpoint's family cannot run, naming the right one."""
@@ -53,21 +55,40 @@ def open_session(
     quantize: str = "none",
     compile: bool = False,
     parts: tuple[str, ...] | None = None,
+    adapter: str | Path | None = None,
 ) -> Session:
-    """Load checkpoint FOLDER for the kinds of work PARTS (all when None; see load_model) and
-    prepare it to run (see prepare_model)."""
+    """Load checkpoint FOLDER for the kinds of work PARTS (all when None; see load_model), merge
+    the LoRA ADAPTER folder into it (before quantizing and re-laying out: they need the final
+    weights), and prepare it to run (see prepare_model)."""
     choose_quantize(quantize)
     if compile:
         check_compile(device)
+    adapter = Path(adapter).expanduser().resolve() if adapter is not None else None  # recipes: any cwd
+    lora = read_adapter(adapter) if adapter is not None else None  # a bad one fails before the slow part
     config = read_json(folder / "config.json")
     cfg = JanusConfig.from_dict(config)
-    quantize = scheme_to_load(quantize, stored_scheme(config), folder)  # a quantized checkpoint's own
+    stored = stored_scheme(config)
+    quantize = scheme_to_load(quantize, stored, folder)  # a quantized checkpoint's own
+    if lora is not None and stored != "none":
+        raise InputError(
+            f"{folder} is quantized as {stored}: an adapter merges into float weights; load the "
+            f"original checkpoint with --adapter (and --quantize {stored}), or `janus merge` it, then "
+            "`janus convert --quantize`"
+        )
     tok = Tokenizer(folder, flow=cfg.family == "janusflow")
     pre = folder / "preprocessor_config.json"
     preprocess = PreprocessConfig.from_dict(read_json(pre)) if pre.exists() else PreprocessConfig()
-    # quantized while loading, one linear at a time: prepare_model has nothing left to quantize
-    model = prepare_model(load_model(folder, dtype, device, parts, quantize), device, dtype, "none", compile)
-    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize, compile)
+    if lora is None:
+        # quantized while loading, one linear at a time: prepare_model has nothing left to quantize
+        model = prepare_model(
+            load_model(folder, dtype, device, parts, quantize), device, dtype, "none", compile
+        )
+    else:
+        # the adapter merges into the float weights, so these are quantized after it, whole
+        model = apply_adapter(load_model(folder, dtype, device, parts), lora)
+        model = prepare_model(model, device, dtype, quantize, compile)
+    ref = lora.ref(adapter) if lora is not None else None
+    return Session(name, folder, cfg, model, tok, preprocess, device, dtype, quantize, compile, ref)
 
 
 def prepare_model(

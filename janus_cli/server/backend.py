@@ -59,7 +59,7 @@ def base_record(janus, vae: str | None) -> dict:
 
     s = janus.session
     extra = {"vae": vae} if janus.family == "janusflow" else {}
-    return run_base(s.name, None, str(s.dtype).removeprefix("torch."), s.quantize, **extra)
+    return run_base(s.name, None, str(s.dtype).removeprefix("torch."), s.quantize, adapter=s.adapter, **extra)
 
 
 def submit(scheduler, request, on_event) -> object:

@@ -9,26 +9,32 @@ DEFAULT_VAE = "sdxl-vae"  # `janus flow-generate --vae` default
 
 
 def load(
-    model: str, device: str = "auto", dtype: str = "auto", quantize: str = "none", vae: str | None = None
+    model: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    quantize: str = "none",
+    vae: str | None = None,
+    adapter: str | None = None,
 ):
-    """MODEL loaded whole (chat needs the vision encoder, images the decoders) as a `Janus`;
-    JanusFlow's VAE (VAE, default sdxl-vae) is loaded now rather than on the first request,
-    so that /health says 200 only once everything is in memory."""
+    """MODEL loaded whole (chat needs the vision encoder, images the decoders), with the LoRA
+    ADAPTER folder merged if given, as a `Janus`; JanusFlow's VAE (VAE, default sdxl-vae) is
+    loaded now rather than on the first request, so that /health says 200 only once everything
+    is in memory."""
     import janus_cli
 
-    janus = janus_cli.load(model, device, dtype, quantize, vae=vae or DEFAULT_VAE)
+    janus = janus_cli.load(model, device, dtype, quantize, vae=vae or DEFAULT_VAE, adapter=adapter)
     if janus.family == "janusflow":
         assert janus.vae is not None
     return janus
 
 
-def served_name(ref: str) -> str:
+def served_name(ref: str, adapter: str | None = None) -> str:
     """The name a model is served under: its alias (janus-pro-1b) for an alias or a known hub
-    repo, else its folder's name, else the repo id as given."""
+    repo, else its folder's name, else the repo id as given; with an ADAPTER folder, `+` and
+    its name (janus-pro-1b+style)."""
     from janus_cli.checkpoints.hub import spec_for
 
     spec = spec_for(ref)
-    if spec is not None:
-        return spec.name
     path = Path(ref).expanduser()
-    return path.resolve().name if path.is_dir() else ref
+    name = spec.name if spec is not None else path.resolve().name if path.is_dir() else ref
+    return name if adapter is None else f"{name}+{Path(adapter).expanduser().resolve().name}"

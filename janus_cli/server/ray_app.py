@@ -93,7 +93,7 @@ class JanusGateway:
 def build_app(args: dict):
     """`serve run` / `serve deploy`'s builder: ARGS are `janus serve`'s options, spelled with
     underscores (model, max_batch, max_queue, replicas, min_replicas, max_replicas,
-    cpus_per_replica, gpus_per_replica, device, dtype, quantize, vae, api_key, allowed_host,
+    cpus_per_replica, gpus_per_replica, device, dtype, quantize, vae, adapter, api_key, allowed_host,
     allow_origin, max_body_mb, output_dir, host). A list may be a YAML list or comma-separated;
     api_key defaults to JANUS_API_KEY."""
     from janus_cli.server.app import Options
@@ -128,6 +128,7 @@ def build_app(args: dict):
         a["max_batch"],
         a["max_queue"],
         scaling,
+        a["adapter"],
     )
     return build(RaySpec(specs, scaling, Options(policy, Path(a["output_dir"]).resolve())))
 
@@ -145,6 +146,7 @@ BUILD_ARGS = {
     "dtype": "auto",
     "quantize": "none",
     "vae": None,
+    "adapter": None,
     "api_key": None,
     "allowed_host": [],
     "allow_origin": [],
@@ -163,12 +165,17 @@ def replica_specs(
     max_batch,
     max_queue,
     scaling: Scaling,
+    adapter: str | None = None,
 ) -> list[ReplicaSpec]:
     """One ReplicaSpec per model ref, under its served name (loading.served_name)."""
     from janus_cli.errors import InputError
     from janus_cli.server.loading import DEFAULT_VAE, served_name
 
-    names = [served_name(r) for r in refs]
+    if adapter is not None:
+        if len(refs) > 1:
+            raise InputError("--adapter applies to one model: give a single -m")
+        adapter = str(Path(adapter).expanduser().resolve())  # the replicas' working folder is not ours
+    names = [served_name(r, adapter) for r in refs]
     if len(set(names)) != len(names):
         raise InputError(f"two models would be served under one name: {', '.join(names)}")
     return [
@@ -182,6 +189,7 @@ def replica_specs(
             int(max_batch or DEFAULT_MAX_BATCH),
             int(max_queue),
             max(1, int(scaling.cpus)),
+            adapter,
         )
         for ref, name in zip(refs, names, strict=True)
     ]

@@ -38,6 +38,7 @@ class ReplicaSpec:
     max_batch: int = 8
     max_queue: int = 64  # requests waiting in the ingress for a free replica (not in a replica)
     threads: int = 1  # torch's CPU threads (the replica's CPUs)
+    adapter: str | None = None  # a LoRA adapter folder every node can read, merged at load
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class JanusReplica:
         from janus_cli.server.loading import load
 
         torch.set_num_threads(max(1, spec.threads))  # fp32 results depend on the split: fixed
-        janus = load(spec.ref, spec.device, spec.dtype, spec.quantize, spec.vae)
+        janus = load(spec.ref, spec.device, spec.dtype, spec.quantize, spec.vae, spec.adapter)
         # Serve sends at most ongoing(max_batch) requests: the scheduler queues them all
         self.scheduler = Scheduler(janus.session, janus.vae, spec.max_batch, ongoing(spec.max_batch))
         self.scheduler.start()

@@ -271,3 +271,22 @@ def test_serve_and_ray_workers_load_the_adapter(made):
         str(checkpoint_dir(TINY)), "cpu", "float32", None, parts=("generation",), adapter=str(adapter)
     )
     assert open_model(ref, torch.get_num_threads()).session.adapter.digest == digest
+
+
+def test_flow_generate_and_chat_pass_the_adapter_on(monkeypatch, tmp_path):
+    """The commands without a test of their own here hand --adapter to what loads the model."""
+    from typer.testing import CliRunner
+
+    from janus_cli.cli import app, console, image_run
+
+    requests, opened = [], []
+    monkeypatch.setattr(image_run, "run", requests.append)
+
+    def stop(*args, **kwargs):
+        opened.append(kwargs.get("adapter"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(console, "open_model", stop)
+    CliRunner().invoke(app, ["flow-generate", "a fox", "--adapter", "./style", "-o", str(tmp_path)])
+    CliRunner().invoke(app, ["chat", "--adapter", "./style"], input="")
+    assert [r.adapter for r in requests] == ["./style"] and opened == ["./style"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from janus_cli.checkpoints.load import build_model
+from janus_cli.checkpoints.load import build_model, left_out
 from janus_cli.checkpoints.strict import drop
 from janus_cli.config import JanusConfig
 from janus_cli.pipelines.session import prepare_model
@@ -26,12 +26,12 @@ IMAGE_TOKENS = 576
 
 def random_model(name: str, dtype: torch.dtype, parts: tuple[str, ...] | None = None, device: str = "cpu"):
     """The published model NAME with random weights on DEVICE; only the LLM and PARTS'
-    submodules (all when None), as checkpoints/load.py leaves the others out."""
+    submodules (when None, all but the training-only ones), as checkpoints/load.py leaves the
+    others out."""
     cfg = JanusConfig.from_file(ROOT / "weights" / "published" / name / "config.json")
     model = build_model(cfg)
-    for part, names in model.PARTS.items():
-        for path in names if parts is not None and part not in parts else ():
-            drop(model, path)
+    for path in left_out(model, parts):
+        drop(model, path)
     model = model.to(dtype).to_empty(device=device)  # cast on meta: no fp32 copy in RAM
     gen = torch.Generator(device).manual_seed(0)
     with torch.no_grad():

@@ -244,3 +244,49 @@ def test_ray_driver_checks_and_records_the_adapter(made):
     ref = ModelRef(str(checkpoint_dir(TINY)), "cpu", "float32", None, adapter=str(adapter.resolve()))
     session = light_session(ref, ImageTask("janus", "janus generate", None), quiet=True)
     assert session.adapter.digest == read_adapter(adapter).digest
+
+
+def test_serve_and_ray_workers_load_the_adapter(made):
+    """What `janus serve --adapter` opens (its served id and recipes), and what a Ray worker opens."""
+    from janus_cli.cli.serve import _open
+    from janus_cli.distributed.cluster import ModelRef, open_model
+
+    _, adapter, _ = made
+    served = _open(
+        str(checkpoint_dir(TINY)),
+        "tiny+style",
+        "cpu",
+        "float32",
+        "none",
+        "sdxl-vae",
+        1,
+        4,
+        1,
+        True,
+        str(adapter),
+    )
+    digest = read_adapter(adapter).digest
+    assert served.name == "tiny+style" and served.base_record()["adapter_sha256"] == digest
+    ref = ModelRef(
+        str(checkpoint_dir(TINY)), "cpu", "float32", None, parts=("generation",), adapter=str(adapter)
+    )
+    assert open_model(ref, torch.get_num_threads()).session.adapter.digest == digest
+
+
+def test_flow_generate_and_chat_pass_the_adapter_on(monkeypatch, tmp_path):
+    """The commands without a test of their own here hand --adapter to what loads the model."""
+    from typer.testing import CliRunner
+
+    from janus_cli.cli import app, console, image_run
+
+    requests, opened = [], []
+    monkeypatch.setattr(image_run, "run", requests.append)
+
+    def stop(*args, **kwargs):
+        opened.append(kwargs.get("adapter"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(console, "open_model", stop)
+    CliRunner().invoke(app, ["flow-generate", "a fox", "--adapter", "./style", "-o", str(tmp_path)])
+    CliRunner().invoke(app, ["chat", "--adapter", "./style"], input="")
+    assert [r.adapter for r in requests] == ["./style"] and opened == ["./style"]

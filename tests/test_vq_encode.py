@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close, checkpoint_dir, golden_json, golden_tensors, image_path
+from conftest import assert_close, checkpoint_dir, golden_json, golden_tensors, image_path, test_device
 
 from janus_cli.checkpoints.load import load_model
 from janus_cli.imageio import generation_target, load_image
@@ -22,14 +22,17 @@ def golden():
 @pytest.fixture(scope="module")
 def encoded(golden):
     doc, _ = golden
-    model = load_model(checkpoint_dir("janus-pro-1b-tiny"), torch.float32, parts=("generation", "encoding"))
+    device = test_device()
+    model = load_model(
+        checkpoint_dir("janus-pro-1b-tiny"), torch.float32, device, parts=("generation", "encoding")
+    )
     images = torch.stack([generation_target(load_image(image_path(doc["images"][n]["file"]))) for n in NAMES])
     vq = model.gen_vision_model
     with torch.inference_mode():
-        latents = vq.latents(images)  # (5, 8, 24, 24)
+        latents = vq.latents(images.to(device))  # (5, 8, 24, 24)
         codes = vq.quantize.nearest(latents)  # (5, 576)
-        assert torch.equal(codes, model.encode_images(images))
-    return images, latents, codes, vq
+        assert torch.equal(codes, model.encode_images(images.to(device)))
+    return images, latents.cpu(), codes.cpu(), vq.cpu()
 
 
 @pytest.mark.parametrize("i", range(len(NAMES)))

@@ -59,6 +59,17 @@ def skipped_init() -> Iterator[None]:
             setattr(nn.init, n, f)
 
 
+def left_out(model: nn.Module, parts: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The submodules of MODEL a load for PARTS leaves out (see load_model): those of the other
+    parts, and when PARTS is None those of the parts loaded only on request (ON_REQUEST)."""
+    on_request = getattr(model, "ON_REQUEST", ())
+    wanted = [p for p in model.PARTS if p not in on_request] if parts is None else parts
+    unknown = set(wanted) - set(model.PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {sorted(model.PARTS)}")
+    return tuple(name for part, names in model.PARTS.items() if part not in wanted for name in names)
+
+
 def load_model(
     folder: Path,
     dtype: torch.dtype,
@@ -92,12 +103,7 @@ def load_model(
         own_dtype = tuple(linear_parts(model))
         quantize_model(model.to(dtype), stored)  # their float tensors in the dtype quantizing in DTYPE gives
     plan = linear_parts(model) if scheme != "none" else {}
-    on_request = getattr(model, "ON_REQUEST", ())
-    wanted = [p for p in model.PARTS if p not in on_request] if parts is None else parts
-    unknown = set(wanted) - set(model.PARTS)
-    if unknown:
-        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {sorted(model.PARTS)}")
-    leave_out = tuple(name for part, names in model.PARTS.items() if part not in wanted for name in names)
+    leave_out = left_out(model, parts)
     load_strict(
         model,
         read_state_dict(folder),

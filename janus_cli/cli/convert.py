@@ -10,6 +10,9 @@ import typer
 from janus_cli.cli import console, options, terminal
 
 DTYPES = ("bfloat16", "float32")
+MaxShardSize = Annotated[
+    str, typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size.")
+]
 
 
 def convert(
@@ -22,10 +25,7 @@ def convert(
         str | None,
         typer.Option("--dtype", help="Cast floating tensors: bfloat16 or float32 (default: keep)."),
     ] = None,
-    max_shard_size: Annotated[
-        str,
-        typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size."),
-    ] = "5GB",
+    max_shard_size: MaxShardSize = "5GB",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty DST (only once the new one is verified).")
     ] = False,
@@ -53,13 +53,8 @@ def convert(
 
       janus convert janus-pro-7b ~/models/janus-pro-7b-int8 --quantize int8
     """
-    import time
-    from pathlib import Path
-
     with console.handle_errors():
-        if dtype is not None and dtype not in DTYPES:
-            raise console.fail(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        from janus_cli.checkpoints.convert import convert as run
+        check_dtype(dtype)
         from janus_cli.checkpoints.convert import parse_size
         from janus_cli.checkpoints.hub import resolve
         from janus_cli.runtime import choose_quantize
@@ -68,25 +63,7 @@ def convert(
 
         shard = parse_size(max_shard_size)
         folder = resolve(src, revision, progress=console.show_progress(quiet))
-        import torch
-
-        t0 = time.perf_counter()
-        with (
-            console.err.status("converting", spinner="dots")
-            if console.show_progress(quiet)
-            else _null() as spin
-        ):
-            status = (lambda s: spin.update(s)) if spin is not None else (lambda s: None)
-            result = run(
-                folder,
-                Path(dst),
-                dtype=getattr(torch, dtype) if dtype else None,
-                max_shard_bytes=shard,
-                overwrite=overwrite,
-                quantize=quantize,
-                status=status,
-            )
-        seconds = time.perf_counter() - t0
+        result, seconds = write(folder, dst, dtype, shard, overwrite, quiet, "converting", quantize=quantize)
         if as_json:
             doc = {
                 "path": str(result.folder),
@@ -110,6 +87,47 @@ def convert(
                 f"verified, in {seconds:.1f}s",
                 markup=False,
             )
+
+
+def check_dtype(dtype: str | None) -> None:
+    """--dtype of convert and merge, checked before any download."""
+    if dtype is not None and dtype not in DTYPES:
+        raise console.fail(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+
+
+def write(
+    folder,
+    dst: str,
+    dtype: str | None,
+    shard: int,
+    overwrite: bool,
+    quiet: bool,
+    verb: str,
+    adapter=None,
+    quantize: str = "none",
+):
+    """checkpoints.convert of FOLDER into DST (ADAPTER merged, then QUANTIZE, if any) with a
+    spinner on stderr; returns (ConvertResult, seconds)."""
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from janus_cli.checkpoints.convert import convert
+
+    t0 = time.perf_counter()
+    with console.err.status(verb, spinner="dots") if console.show_progress(quiet) else _null() as spin:
+        result = convert(
+            folder,
+            Path(dst),
+            dtype=getattr(torch, dtype) if dtype else None,
+            max_shard_bytes=shard,
+            overwrite=overwrite,
+            quantize=quantize,
+            status=(lambda s: spin.update(s)) if spin is not None else (lambda s: None),
+            adapter=adapter,
+        )
+    return result, time.perf_counter() - t0
 
 
 def _null():

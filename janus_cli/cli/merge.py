@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from janus_cli.cli import console, options, terminal
-from janus_cli.cli.convert import DTYPES
+from janus_cli.cli.convert import MaxShardSize, check_dtype, write
 
 
 def merge(
@@ -33,10 +33,7 @@ def merge(
             "merge itself is computed in float32 either way).",
         ),
     ] = None,
-    max_shard_size: Annotated[
-        str,
-        typer.Option("--max-shard-size", help="Split into model-0000N-of-0000M.safetensors above this size."),
-    ] = "5GB",
+    max_shard_size: MaxShardSize = "5GB",
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace a non-empty output folder (once the new one is verified)."),
@@ -56,34 +53,18 @@ def merge(
 
       janus generate "a cat, in my style" -m ./janus-pro-1b-style
     """
-    import time
     from pathlib import Path
 
     with console.handle_errors():
-        if dtype is not None and dtype not in DTYPES:
-            raise console.fail(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        import torch
-
+        check_dtype(dtype)
         from janus_cli.checkpoints.adapter import read_adapter
-        from janus_cli.checkpoints.convert import convert, parse_size
+        from janus_cli.checkpoints.convert import parse_size
         from janus_cli.checkpoints.hub import resolve
 
         shard = parse_size(max_shard_size)
         lora = read_adapter(Path(adapter).expanduser())  # a bad adapter fails before any download
         folder = resolve(model, revision, progress=console.show_progress(quiet))
-        t0 = time.perf_counter()
-        shown = console.show_progress(quiet)
-        with console.err.status("merging", spinner="dots") if shown else _null() as spin:
-            result = convert(
-                folder,
-                Path(output),
-                dtype=getattr(torch, dtype) if dtype else None,
-                max_shard_bytes=shard,
-                overwrite=overwrite,
-                status=(lambda s: spin.update(s)) if spin is not None else (lambda s: None),
-                adapter=lora,
-            )
-        seconds = time.perf_counter() - t0
+        result, seconds = write(folder, output, dtype, shard, overwrite, quiet, "merging", lora)
         if as_json:
             doc = {
                 "path": str(result.folder),
@@ -106,9 +87,3 @@ def merge(
                 f"{result.bytes / 1e9:.2f} GB verified, in {seconds:.1f}s",
                 markup=False,
             )
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext(None)

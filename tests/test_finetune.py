@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, assert_one_line_error, checkpoint_dir, run_janus
+from conftest import FIXTURES, assert_one_line_error, assert_uint8_close, checkpoint_dir, run_janus
 
 DATA = FIXTURES / "finetune"
 TINY = ["--device", "cpu", "--dtype", "float32"]
@@ -408,7 +408,8 @@ def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path,
         env=env,
     )
     assert r.returncode == 0, r.stderr
-    assert np.array_equal(np.asarray(Image.open(out)), square)
+    # the same codes; the pixels within a level where this process's thread count rounds otherwise
+    assert_uint8_close(torch.from_numpy(np.asarray(Image.open(out))), torch.from_numpy(square))
 
 
 def test_lora_starts_as_the_base_and_merges_to_its_delta():

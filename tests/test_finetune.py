@@ -409,7 +409,7 @@ def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path,
     )
     assert r.returncode == 0, r.stderr
     # the same codes; the pixels within a level where this process's thread count rounds otherwise
-    assert_uint8_close(torch.from_numpy(np.asarray(Image.open(out))), torch.from_numpy(square))
+    assert_uint8_close(torch.from_numpy(np.array(Image.open(out))), torch.from_numpy(square))
 
 
 def test_lora_starts_as_the_base_and_merges_to_its_delta():

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, assert_one_line_error, checkpoint_dir, run_janus
+from conftest import FIXTURES, assert_one_line_error, assert_uint8_close, checkpoint_dir, run_janus
 
 DATA = FIXTURES / "finetune"
 TINY = ["--device", "cpu", "--dtype", "float32"]
@@ -137,7 +137,7 @@ def test_resume_ends_with_the_bytes_of_an_uninterrupted_run(tmp_path, env):
         "--data",
         str(DATA / "describe.jsonl"),
         "--steps",
-        "24",
+        "12",
         "--seed",
         "3",
         "--lr",
@@ -181,7 +181,7 @@ def test_resume_ends_with_the_bytes_of_an_uninterrupted_run(tmp_path, env):
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
     stopped_at = json.loads((out / "resume" / "state.json").read_text())["step"]
-    assert 1 <= stopped_at < 24 and "--resume" in stderr
+    assert 1 <= stopped_at < 12 and "--resume" in stderr
 
     again = finetune(out, env, *args)  # without --resume: refused, nothing overwritten
     assert_one_line_error(again, "--resume")
@@ -309,7 +309,7 @@ def generate_adapter(tmp_path_factory, env) -> Path:
         str(DATA / "shapes"),
         "--train-head",
         "--steps",
-        "90",
+        "120",
         "--batch-size",
         "4",
         "--lr",
@@ -326,13 +326,7 @@ def generate_adapter(tmp_path_factory, env) -> Path:
     return out
 
 
-def target_codes(session, image) -> list:
-    from janus_cli.training.prepare import encode_image
-
-    return encode_image(session, image)
-
-
-def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path):
+def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path, monkeypatch):
     """(a) A LoRA (and head) trained on four shapes with four prompts: generating each prompt at
     temperature 0 with the adapter gives at least 95 % of the target's VQ codes, the base model
     far fewer; `janus generate --adapter` writes exactly the image of those codes.
@@ -357,6 +351,7 @@ def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path)
     from janus_cli.sampling.autoregressive import generate_image_tokens
     from janus_cli.sampling.logits import make_sampler
     from janus_cli.tokenizer import Tokenizer
+    from janus_cli.training.prepare import encode_targets
 
     assert (generate_adapter / "loss.png").exists()
     grids = sorted(generate_adapter.glob("samples-*.png"))
@@ -366,17 +361,18 @@ def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path)
     cfg, tok = JanusConfig.from_file(folder / "config.json"), Tokenizer(folder)
 
     def session(adapter: bool) -> Session:
-        model = load_model(folder, fp32, cpu, ("generation", "encoding"))
+        model = load_model(folder, fp32, cpu, ("generation",))
         if adapter:
             apply_adapter(model, read_adapter(generate_adapter))
         return Session("tiny", folder, cfg, prepare_model(model, cpu, fp32), tok, None, cpu, fp32)
 
     sessions = {"adapter": session(True), "base": session(False)}
     shapes = sorted((DATA / "shapes").glob("*.png"))
+    monkeypatch.setenv("XDG_CACHE_HOME", env["XDG_CACHE_HOME"])  # the codes training encoded
+    targets = encode_targets(sessions["base"], shapes, lambda *a: None)
     figures = {}
-    for image in shapes:
+    for image, target in zip(shapes, targets, strict=True):
         prompt = image.with_suffix(".txt").read_text().strip()
-        target = target_codes(sessions["base"], image)
         for name, s in sessions.items():
             ids = prompt_ids(s, prompt)
             sampler = make_sampler(0.0, None, None, [make_generator(0)])
@@ -412,7 +408,8 @@ def test_generate_adapter_reproduces_its_images(generate_adapter, env, tmp_path)
         env=env,
     )
     assert r.returncode == 0, r.stderr
-    assert np.array_equal(np.asarray(Image.open(out)), square)
+    # the same codes; the pixels within a level where this process's thread count rounds otherwise
+    assert_uint8_close(torch.from_numpy(np.array(Image.open(out))), torch.from_numpy(square))
 
 
 def test_lora_starts_as_the_base_and_merges_to_its_delta():

@@ -2,7 +2,7 @@
 
   cli/  server/  distributed/        front ends
           api                         the front door
-       pipelines/                     requests, batching, schedulers, events
+       pipelines/  training/          requests, batching, schedulers, events; fine-tuning
 models/ sampling/ kernels/ checkpoints/ and the helpers beside them
 """
 
@@ -20,7 +20,8 @@ RULES = {  # package -> what it must never import
     "janus_cli.sampling": ("janus_cli.pipelines", "janus_cli.api", *FRONT_ENDS),
     "janus_cli.kernels": ("janus_cli.pipelines", "janus_cli.api", *FRONT_ENDS),
     "janus_cli.checkpoints": ("janus_cli.pipelines", "janus_cli.api", *FRONT_ENDS),
-    "janus_cli.pipelines": ("janus_cli.api", *FRONT_ENDS),
+    "janus_cli.pipelines": ("janus_cli.api", "janus_cli.training", *FRONT_ENDS),
+    "janus_cli.training": ("janus_cli.api", *FRONT_ENDS),
     "janus_cli.api": FRONT_ENDS,
     "janus_cli.distributed": ("janus_cli.cli", "janus_cli.server"),
     "janus_cli.server": ("janus_cli.cli", "janus_cli.distributed"),

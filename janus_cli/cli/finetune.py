@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +14,14 @@ from janus_cli.cli import console, options
 TRAINING = "Training"
 
 
+class Task(str, Enum):
+    generate = "generate"
+    describe = "describe"
+
+
 def finetune(
     task: Annotated[
-        str, typer.Option("--task", help="generate (text to image) or describe (image to text).")
+        Task, typer.Option("--task", help="generate (text to image) or describe (image to text).")
     ],
     data: Annotated[
         str,
@@ -136,7 +142,7 @@ def finetune(
         out = Path(output)
         opts = Options(
             model,
-            task,
+            task.value,
             Path(data),
             out,
             rank,
@@ -155,7 +161,7 @@ def finetune(
         def settings_for(n: int) -> Settings:
             total = steps if steps is not None else max(1, math.ceil((epochs or 1.0) * n / per_step))
             return Settings(
-                task,
+                task.value,
                 total,
                 batch_size,
                 grad_accum,

@@ -36,9 +36,11 @@ class Options:
     revision: str | None = None
 
     def run_settings(self, settings) -> dict:
-        """What a resumed run must share with the saved one."""
+        """What a resumed run must share with the saved one: everything that changes the
+        numbers (how often it saves and whether it recomputes activations do not)."""
         keys = ("task", "rank", "alpha", "dropout", "train_head")
-        return {**{k: getattr(self, k) for k in keys}, **vars(settings), "data": str(self.data)}
+        loop = {k: v for k, v in vars(settings).items() if k not in ("save_every", "checkpointing")}
+        return {**{k: getattr(self, k) for k in keys}, **loop, "data": str(self.data)}
 
 
 @dataclass

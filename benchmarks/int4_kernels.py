@@ -7,11 +7,14 @@ step does. Times are the PCTth percentile of the calls or steps (default 20): on
 other jobs share, the slow tail is preemption, not the kernel.
 
     flock /tmp/janus-heavy.lock python benchmarks/int4_kernels.py [--model Janus-Pro-1B] [--quick]
+        [--skip-linears] [--layers 4: time only 4 full-size layers, not the whole model]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import statistics
 import sys
 import time
@@ -25,9 +28,13 @@ from machine import read_gbs  # noqa: E402
 from workloads import decode_path_bytes, janus_codes, janus_copy, prompt_of, random_model, step_times  # noqa: E402
 
 from janus_cli.config import JanusConfig  # noqa: E402
+from janus_cli.kernels.layers import use_rows_layers  # noqa: E402
 from janus_cli.kernels.rows import RowsLinear  # noqa: E402
-from janus_cli.models.int4 import GROUPS, Int4Linear, quantize_codes  # noqa: E402
-from janus_cli.models.quantize import Int8Linear  # noqa: E402
+from janus_cli.models.int4 import GROUPS, Int4Linear  # noqa: E402
+from janus_cli.models.layout import swap_linears  # noqa: E402
+from janus_cli.models.llama import Llama  # noqa: E402
+from janus_cli.models.quantize import Int8Linear, quantize_linear  # noqa: E402
+from janus_cli.pipelines.session import rows_linear  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 
@@ -43,18 +50,18 @@ def linear_shapes(model: str) -> dict[str, tuple[int, int]]:
     }
 
 
-def torch_int4pack(linear: nn.Linear, group: int):
-    """PyTorch's CPU int4 kernel over the same asymmetric codes: its dequant is (q - 8) * s + z."""
-    q, scale, offset = quantize_codes(linear.weight.detach(), group)
-    zero = offset.float() + 8 * scale.float()
-    scales_zeros = torch.stack([scale.float().T, zero.T], dim=-1).to(torch.bfloat16).contiguous()  # (G, N, 2)
-    packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1)
+class TorchInt4(nn.Module):
+    """PyTorch's CPU int4 kernel over an Int4Linear's codes (Int4Linear.torch_int4's copy)."""
 
-    def run(x):
-        return torch._weight_int4pack_mm_for_cpu(x, packed, group, scales_zeros)
+    def __init__(self, q4: Int4Linear):
+        super().__init__()
+        q4.torch_int4(torch.zeros(1, q4.in_features, dtype=torch.bfloat16))  # builds its layout
+        self.register_buffer("packed", q4.torch_packed[0])
+        self.register_buffer("scales_zeros", q4.torch_packed[1])
+        self.group = q4.group
 
-    run.bytes = packed.numel() * packed.element_size() + scales_zeros.numel() * 2
-    return run
+    def forward(self, x):
+        return torch._weight_int4pack_mm_for_cpu(x, self.packed, self.group, self.scales_zeros)
 
 
 COPIES_BYTES = 128 * 2**20  # > this CPU's 32 MiB L3 several times over
@@ -64,32 +71,31 @@ def percentile(values: list[float], pct: float) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * pct / 100))]
 
 
-def module_bytes(fn) -> int:
-    if isinstance(fn, nn.Module):
-        return sum(t.numel() * t.element_size() for t in fn.buffers())
-    return fn.bytes
+def module_bytes(module: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.buffers())
 
 
-def copies_of(make, linear: nn.Linear) -> list:
-    first = make(linear)
-    count = max(1, -(-COPIES_BYTES // module_bytes(first)))
-    return [first] + [make(linear) for _ in range(count - 1)]
+def copies_of(module: nn.Module) -> list[nn.Module]:
+    """MODULE and deep copies of it, COPIES_BYTES of weights in all."""
+    count = max(1, -(-COPIES_BYTES // module_bytes(module)))
+    return [module] + [copy.deepcopy(module) for _ in range(count - 1)]
 
 
-def linear_table(model: str, rows_list: list[int], reps: int, pct: float) -> None:
+def linear_table(model: str, rows_list: list[int], reps: int, pct: float, groups: list[int]) -> None:
     gen = torch.Generator().manual_seed(0)
     print(f"\nper linear ({model}, bf16 activations, p{pct:.0f} ms of {reps} interleaved rounds)")
     for name, (n, k) in linear_shapes(model).items():
         linear = nn.Linear(k, n, bias=False).to(torch.bfloat16)
         with torch.no_grad():
             linear.weight.normal_(0, 0.02, generator=gen)
-        makers = {
-            "bf16": RowsLinear.from_linear,
-            "int8": lambda lin: RowsLinear.from_linear(Int8Linear.from_linear(lin)),
-            **{f"int4 g{g}": lambda lin, g=g: Int4Linear.from_linear(lin, g) for g in GROUPS},
-            **{f"torch int4 g{g}": lambda lin, g=g: torch_int4pack(lin, g) for g in GROUPS},
+        int4 = {g: Int4Linear.from_linear(linear, g) for g in groups}
+        modules = {
+            "bf16": RowsLinear.from_linear(linear),
+            "int8": RowsLinear.from_linear(Int8Linear.from_linear(linear)),
+            **{f"int4 g{g}": q4 for g, q4 in int4.items()},
+            **{f"torch int4 g{g}": TorchInt4(q4) for g, q4 in int4.items()},
         }
-        kernels = {label: copies_of(make, linear) for label, make in makers.items()}
+        kernels = {label: copies_of(module) for label, module in modules.items()}
         for m in rows_list:
             x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
             times: dict[str, list[float]] = {name: [] for name in kernels}
@@ -109,6 +115,52 @@ def linear_table(model: str, rows_list: list[int], reps: int, pct: float) -> Non
                 f"({gbs:.0f} GB/s)",
                 flush=True,
             )
+
+
+def layers_table(model: str, layers: int, ns: list[int], steps: int, reps: int, pct: float) -> None:
+    """The LLM part of a token step (the blocks, one kernel call each where it runs) on LAYERS
+    full-size random layers, scaled to the model's layer count: a light stand-in for
+    step_table (no image head, no sampling; under 2 GB and a CPU-minute)."""
+    full = JanusConfig.from_file(ROOT / "weights" / "published" / model / "config.json").llm
+    cfg = dataclasses.replace(full, num_layers=layers, vocab_size=256)
+    with torch.device("meta"):
+        base = Llama(cfg).to(torch.bfloat16)
+    base = base.to_empty(device="cpu").eval()
+    gen = torch.Generator().manual_seed(0)
+    for p in base.parameters():
+        p.normal_(0, 0.02, generator=gen)
+    runs = {}
+    for scheme in ("none", "int8", "int4"):
+        llm = copy.deepcopy(base)
+        if scheme != "none":
+            swap_linears(llm.model.layers, lambda lin, s=scheme: quantize_linear(lin, s))
+        use_rows_layers(llm)
+        swap_linears(llm.model.layers, rows_linear, kinds=(nn.Linear, Int8Linear))
+        runs[scheme] = llm
+    context = 40
+    print(
+        f"\nLLM blocks of a token step ({model}: {layers} of {full.num_layers} layers timed, "
+        f"scaled; p{pct:.0f})"
+    )
+    for n in ns:
+        rows = 2 * n
+        times: dict[str, list[float]] = {q: [] for q in runs}
+        for _ in range(reps):
+            for q, llm in runs.items():
+                llm.setup_cache(rows, context + steps)
+                x = torch.randn(rows, context, cfg.hidden_size, generator=gen).to(torch.bfloat16)
+                llm(x, torch.arange(context), used=context)  # the prompt
+                for i in range(steps):
+                    t = time.perf_counter()
+                    llm(x[:, :1].contiguous(), torch.tensor([context + i]), used=context + i + 1)
+                    times[q].append((time.perf_counter() - t) * full.num_layers / layers)
+        med = {q: percentile(t, pct) for q, t in times.items()}
+        cells = "  ".join(f"{q} {ms * 1e3:.1f} ms" for q, ms in med.items())
+        print(
+            f"N={n}: {cells}  | int4 vs bf16 x{med['none'] / med['int4']:.2f}, "
+            f"vs int8 x{med['int8'] / med['int4']:.2f}; int8 vs bf16 x{med['none'] / med['int8']:.2f}",
+            flush=True,
+        )
 
 
 def step_table(model: str, ns: list[int], steps: int, reps: int, pct: float) -> None:
@@ -144,14 +196,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer rounds")
     ap.add_argument("--skip-linears", action="store_true")
     ap.add_argument("--skip-steps", action="store_true")
+    ap.add_argument("--layers", type=int, default=0, help="time only this many LLM layers (light)")
     ap.add_argument("--pct", type=float, default=20.0, help="percentile of calls and steps reported")
+    ap.add_argument("--reps", type=int, default=0, help="interleaved rounds (default 7, 3 with --quick)")
+    ap.add_argument("--groups", default=",".join(map(str, GROUPS)), help="int4 group sizes, e.g. 64")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    reps = 3 if a.quick else 7
+    reps = a.reps or (3 if a.quick else 7)
     with torch.inference_mode():
         if not a.skip_linears:
-            linear_table(a.model, [2, 8], reps, a.pct)
-        if not a.skip_steps:
+            linear_table(a.model, [2, 8], reps, a.pct, [int(g) for g in a.groups.split(",")])
+        if a.layers:
+            layers_table(a.model, a.layers, [1, 4], 8 if a.quick else 16, reps, a.pct)
+        elif not a.skip_steps:
             step_table(a.model, [1, 4], 8 if a.quick else 16, reps, a.pct)
 
 

@@ -13,6 +13,7 @@ from janus_cli.config import LlamaConfig
 from janus_cli.kernels import build
 from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, use_rows_layers
 from janus_cli.kernels.rows import RowsLinear
+from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.layout import swap_linears
 from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
 from janus_cli.models.quantize import Int8Linear
@@ -124,20 +125,21 @@ def test_a_decoder_on_the_kernels_follows_pytorchs(monkeypatch):
     assert fallbacks == [5] * 4 + [1] * 8
 
 
-def on_the_kernels(llm: Llama, int8: bool) -> Llama:
-    """LLM's copy as prepare_model lays it out: int8 if asked, the blocks, then every linear."""
+def on_the_kernels(llm: Llama, int8: bool, int4: bool = False) -> Llama:
+    """LLM's copy as prepare_model lays it out: int8 or int4 if asked, the blocks, then every
+    linear."""
     fast = copy.deepcopy(llm)
-    if int8:
-        swap_linears(fast.model.layers, Int8Linear.from_linear)
+    if int8 or int4:
+        swap_linears(fast.model.layers, Int8Linear.from_linear if int8 else Int4Linear.from_linear)
     use_rows_layers(fast)
     swap_linears(fast, rows_linear, kinds=(nn.Linear, Int8Linear))
     return fast
 
 
-@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("weights", ["bf16", "int8", "int4"])
 @pytest.mark.parametrize("padded", [False, True])  # a visibility mask (left padding) or none
 @pytest.mark.parametrize("heads,kv_heads", [(4, 2), (2, 2)])  # GQA with D = 64; D = 128 as in Janus
-def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8, padded, heads, kv_heads):
+def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, weights, padded, heads, kv_heads):
     """One decoder on the kernels twice: its token steps once by janus_block_step, once by the
     block's modules one by one (Block.forward, what RowsBlock falls back to). The call's
     attention sums in fp32 where PyTorch's eager path rounds scores and probabilities to bf16,
@@ -151,14 +153,14 @@ def test_a_blocks_token_step_in_one_call_computes_its_modules(monkeypatch, int8,
         num_kv_heads=kv_heads,
         vocab_size=64,
     )
-    one_call = on_the_kernels(randomized(Llama(cfg), 5), int8)
+    one_call = on_the_kernels(randomized(Llama(cfg), 5), weights == "int8", weights == "int4")
     modules = copy.deepcopy(one_call)
     for layer in modules.model.layers:
         layer.__class__ = Block  # the same modules, called one by one
     lib, calls = build.load_rows()[0], []
     block_step = lib.janus_block_step
-    # a[-7]: rows
-    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-7]) or block_step(*a))
+    # a[-8]: rows
+    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-8]) or block_step(*a))
     pad = torch.tensor([0, 3, 1]) if padded else None
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(3, 6, 256, generator=gen).to(BF16)
@@ -204,7 +206,7 @@ def test_the_one_calls_rope_into_the_cache_is_pytorchs_to_the_bit(monkeypatch, h
     modules.model.layers[0].__class__ = Block
     lib, calls = build.load_rows()[0], []
     block_step = lib.janus_block_step
-    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-7]) or block_step(*a))
+    monkeypatch.setattr(lib, "janus_block_step", lambda *a: calls.append(a[-8]) or block_step(*a))
     pad = torch.tensor([0, 3, 1]) if padded else None
     gen = torch.Generator().manual_seed(8)
     x = torch.randn(3, 2, 256, generator=gen).to(BF16)

@@ -109,3 +109,11 @@ def test_the_ray_benchmark_imports():
     finally:
         sys.path.remove(str(benchmarks))
     assert callable(module.run) and module.K == 8
+
+
+def test_a_ray_option_without_ray_is_one_line():
+    from conftest import assert_one_line_error, run_janus
+
+    r = run_janus("serve", "--replicas", "2", "-m", str(checkpoint_dir("janus-pro-1b-tiny")))
+    assert r.returncode == 2
+    assert_one_line_error(r, "--replicas serves on Ray: add --ray")

@@ -32,11 +32,6 @@ from serve_helpers import data_url, pixels
 pytest.importorskip("ray.serve", exc_type=ImportError)
 openai = pytest.importorskip("openai")
 pytestmark = pytest.mark.slow
-# The fault tests (a replica killed, a shutdown drain) and `serve run` of the yaml were written
-# last and could not be run on the shared box before the deadline: opt in until they have been.
-FAULTS = pytest.mark.skipif(
-    os.environ.get("JANUS_RAY_SERVE_FAULTS") != "1", reason="not yet run green: JANUS_RAY_SERVE_FAULTS=1"
-)
 
 PRO = "janus-pro-1b-tiny"
 KEY = "ray-test-key"
@@ -336,7 +331,6 @@ def _descends(pid: int, ancestors: set[int]) -> bool:
     return False
 
 
-@FAULTS
 def test_a_killed_replica_ends_its_requests_cleanly_and_comes_back(server, cluster):
     pids = replica_pids(cluster)
     assert len(pids) == 2, pids
@@ -387,7 +381,6 @@ def test_a_killed_replica_ends_its_requests_cleanly_and_comes_back(server, clust
     assert r.status_code == 200, r.text
 
 
-@FAULTS
 def test_stopping_lets_a_running_image_finish(server):
     seen: list = []
     t = threading.Thread(target=stream_image, args=(server, image_body(30), seen))
@@ -402,7 +395,6 @@ def test_stopping_lets_a_running_image_finish(server):
     assert code == 0, server.said()[-2000:]
 
 
-@FAULTS
 def test_serve_run_deploys_the_example_yaml(server, cluster, tmp_path):
     """Ray's own tool on examples/serve-ray.yaml (its model, sizes and port pointed at the test's),
     after the driver above has deleted its application; SIGINT tears it down."""

@@ -93,3 +93,27 @@ def test_the_builder_refuses_unknown_args_and_reads_lists():
     assert _list("a, b") == ["a", "b"] and _list(["a"]) == ["a"] and _list(None) == []
     app = build_app({"model": str(checkpoint_dir("janus-pro-1b-tiny")), "replicas": "2", "max_batch": "3"})
     assert type(app).__name__ == "Application"
+
+
+def test_the_ray_benchmark_imports():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    benchmarks = Path(__file__).parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_serve_ray", benchmarks / "serve_ray.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(benchmarks))
+    assert callable(module.run) and module.K == 8
+
+
+def test_a_ray_option_without_ray_is_one_line():
+    from conftest import assert_one_line_error, run_janus
+
+    r = run_janus("serve", "--replicas", "2", "-m", str(checkpoint_dir("janus-pro-1b-tiny")))
+    assert r.returncode == 2
+    assert_one_line_error(r, "--replicas serves on Ray: add --ray")

@@ -236,6 +236,16 @@ def serve(
             frozenset(allow_origin or ()),
             int(max_body_mb * 2**20),
         )
+        given = {
+            "--address": address is not None,
+            "--replicas": replicas != 1,
+            "--min-replicas": min_replicas is not None,
+            "--max-replicas": max_replicas is not None,
+            "--cpus-per-replica": cpus_per_replica != 1.0,
+            "--gpus-per-replica": gpus_per_replica != 0.0,
+        }
+        if not ray and any(given.values()):
+            raise InputError(f"{next(k for k, v in given.items() if v)} serves on Ray: add --ray")
         options = Options(policy, Path(output_dir).resolve(), access_log=not (quiet or no_access_log))
         if ray:
             from janus_cli.cli.serve_ray import RayChoice, serve_ray

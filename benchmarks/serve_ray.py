@@ -32,10 +32,10 @@ K = 8
 class RayServer:
     """A `janus serve --ray` driver on CLUSTER, serving MODEL with REPLICAS of one CPU."""
 
-    def __init__(self, cluster, model: Path, dtype: str, replicas: int, max_batch: int):
+    def __init__(self, cluster, model: Path, dtype: str, replicas: int, max_batch: int, port: int = 0):
         from ray_started import free_port
 
-        self.port = free_port()
+        self.port = port or free_port()  # Serve keeps its first HTTP port for the cluster's life
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile("w+")
         command = [sys.executable, "-m", "janus_cli", "serve", "--ray", "--address", cluster.address]
@@ -114,7 +114,7 @@ def run(model: Path, dtype: str, max_batch: int, reps: int) -> dict:
         local.stop()
         ray1.stop()
         servers.clear()
-        ray2 = RayServer(cluster, model, dtype, 2, max_batch)
+        ray2 = RayServer(cluster, model, dtype, 2, max_batch, port=ray1.port)
         servers.append(ray2)
         c = rows["ray"]["ray, 2 replicas"] = asyncio.run(concurrent_images(ray2.url, K))
         print(

@@ -290,3 +290,25 @@ def test_flow_generate_and_chat_pass_the_adapter_on(monkeypatch, tmp_path):
     CliRunner().invoke(app, ["flow-generate", "a fox", "--adapter", "./style", "-o", str(tmp_path)])
     CliRunner().invoke(app, ["chat", "--adapter", "./style"], input="")
     assert [r.adapter for r in requests] == ["./style"] and opened == ["./style"]
+
+
+def test_an_adapter_merges_into_the_float_weights_before_quantizing(made, tmp_path):
+    """--adapter with --quantize: the LoRA deltas go into the float weights, which are then
+    quantized, exactly as quantizing the `janus merge` output; a checkpoint stored quantized
+    refuses an adapter in one line (its float weights are gone)."""
+    _, adapter, merged = made
+    load = dict(device="cpu", dtype="float32", parts=("generation",), quantize="int8")
+    a = cfg_logits(janus_cli.load(str(checkpoint_dir(TINY)), adapter=adapter, **load))
+    b = cfg_logits(janus_cli.load(str(merged), **load))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    base = cfg_logits(janus_cli.load(str(checkpoint_dir(TINY)), **load))
+    assert (a - base).abs().max() > 1e-2
+
+    q8 = tmp_path / "q8"
+    assert (
+        run_janus("convert", str(checkpoint_dir(TINY)), str(q8), "--quantize", "int8", "-q").returncode == 0
+    )
+    with pytest.raises(janus_cli.JanusError, match="quantized as int8: an adapter merges into float weights"):
+        janus_cli.load(str(q8), device="cpu", dtype="float32", adapter=adapter)
+    result = run_janus("merge", "-m", str(q8), "--adapter", str(adapter), "-o", str(tmp_path / "m"), "-q")
+    assert_one_line_error(result, "quantized as int8")

@@ -331,9 +331,29 @@ def vae_for(device: str, quick: bool):
     return vae
 
 
+def finetune_stage(device: str, quick: bool, record) -> None:
+    """A LoRA fine-tuning step (rank 16, gradient checkpointing) of Janus-Pro-1B and -7B on a
+    generate sample (prompt + 576 image tokens) and a describe sample: seconds per sample and
+    the allocator's peak (benchmarks/finetune.py's case; --quick: 1B's tiny fixture only)."""
+    from finetune import train_case
+
+    names = ("Janus-Pro-1B",) if quick else ("Janus-Pro-1B", "Janus-Pro-7B")
+    for name in names:
+        for task, parts in (("generate", ("generation",)), ("describe", ("understanding",))):
+            model = model_for(name, device, quick, parts)
+            with peak(device) as mem:
+                row = train_case(model, task, True, 1 if quick else 4, device)
+            record(
+                {"kind": "finetune", "model": name, **row, "samples_per_s": 1 / row["s_per_sample"], **mem}
+            )
+            del model
+            free()
+
+
 STAGES = {
     "ar-pro-1b": ar_stage("Janus-Pro-1B"),
     "ar-pro-7b": ar_stage("Janus-Pro-7B"),
     "int8-pro-7b": int8_stage,
     "flow-1.3b": flow_stage,
+    "finetune": finetune_stage,
 }

@@ -27,54 +27,70 @@ IMAGE_ID = 100581  # the image slot's id (any id marks the slots; Janus-Pro's <i
 
 
 def child(model_name: str, task: str, checkpointing: bool, steps: int, device: str) -> dict:
-    """One case in this process: build, train STEPS steps after one warm-up, measure."""
+    """One case in this process: build full-size random weights, train, measure the peak."""
     import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from run import random_model
+    from workloads import random_model
+
+    parts = ("generation",) if task == "generate" else ("understanding",)
+    model = random_model(model_name, torch.bfloat16, parts, device)
+    row = train_case(model, task, checkpointing, steps, device)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        status = Path("/proc/self/status").read_text()
+        peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
+    return {
+        "model": model_name,
+        **row,
+        "peak_gb": peak / 1e9,
+        "peak_kind": "GPU allocated" if device == "cuda" else "RSS",
+        "threads": torch.get_num_threads(),
+    }
+
+
+def train_case(model, task: str, checkpointing: bool, steps: int, device: str) -> dict:
+    """STEPS timed LoRA steps (after one warm-up) of one TASK sample on MODEL (rank 16, AdamW):
+    the median seconds per sample. Shared with the device check's finetune stage."""
+    import torch
 
     from janus_cli.training.data import DescribeExample, generate_example
     from janus_cli.training.loop import Settings, Trainer
     from janus_cli.training.lora import add_lora
 
-    parts = ("generation",) if task == "generate" else ("understanding",)
-    model = random_model(model_name, torch.bfloat16, parts, device)
     g = torch.Generator().manual_seed(0)
     loras = add_lora(model.language_model, 16, 32, 0.05, g)
     params = [p for lora in loras.values() for p in (lora.lora_A, lora.lora_B)]
     settings = Settings(task, steps + 1, checkpointing=checkpointing, seed=0, prompt_dropout=0.1)
     trainer = Trainer(model, loras, params, settings)
     vocab = model.cfg.llm.vocab_size
+    image_id = min(IMAGE_ID, vocab - 1)  # the tiny fixtures' vocabularies are smaller
     features = None
     if task == "generate":
         prompt = [1, *torch.randint(10, 1000, (38,), generator=g).tolist(), 2]
         examples = [generate_example(prompt, 0, torch.randint(0, 16384, (IMAGE_TOKENS,), generator=g))]
     else:
-        text = torch.randint(10, vocab - 1000, (50 + 64,), generator=g).tolist()
-        ids = [1, *text[:20], *[IMAGE_ID] * IMAGE_TOKENS, *text[20:50], *text[50:]]
+        text = torch.randint(
+            10, vocab - 1000 if vocab > 2000 else vocab - 1, (50 + 64,), generator=g
+        ).tolist()
+        ids = [1, *text[:20], *[image_id] * IMAGE_TOKENS, *text[20:50], *text[50:]]
         examples = [DescribeExample(ids, len(ids) - 64, 0)]
         c = model.cfg.llm.hidden_size
-        features = torch.randn(1, IMAGE_TOKENS, c, generator=g).to(device, torch.bfloat16)
+        features = torch.randn(1, IMAGE_TOKENS, c, generator=g).to(device, next(model.parameters()).dtype)
     times, t = [], time.perf_counter()
-    for event in trainer.train(examples, features, SimpleNamespace(image=IMAGE_ID)):
+    for event in trainer.train(examples, features, SimpleNamespace(image=image_id)):
         if hasattr(event, "loss"):
+            if device == "cuda":
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
             t = time.perf_counter()
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        status = Path("/proc/self/status").read_text()
-        peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
     timed = times[1:]  # the first step warms up
     return {
-        "model": model_name,
         "task": task,
         "checkpointing": checkpointing,
         "device": device,
         "s_per_sample": sorted(timed)[len(timed) // 2],
-        "peak_gb": peak / 1e9,
-        "peak_kind": "GPU allocated" if device == "cuda" else "RSS",
-        "threads": torch.get_num_threads(),
     }
 
 

@@ -15,7 +15,17 @@ ROOT = Path(__file__).parents[1]
 # A shared CPU runs the dry run's ~2 CPU minutes in several wall minutes: stretch each stage's
 # timeout and the budget, and hold the CPU time to the 2 minutes instead.
 BUSY = ["--slack", "8", "--budget", "900"]
-STAGES = ["environment", "fixtures", "tests", "cli", "ar-pro-1b", "int8-pro-7b", "flow-1.3b", "ar-pro-7b"]
+STAGES = [
+    "environment",
+    "fixtures",
+    "tests",
+    "cli",
+    "ar-pro-1b",
+    "int8-pro-7b",
+    "flow-1.3b",
+    "ar-pro-7b",
+    "finetune",
+]
 
 
 def device_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
@@ -62,6 +72,12 @@ def test_the_cpu_dry_run_passes_every_stage(tmp_path):
     assert 0 < int8["weights_int8_gb"] < int8["weights_bf16_gb"] and int8["step_ms_n1"] > 0
     [flow] = cases["flow-1.3b"]
     assert flow["n"] == 1 and flow["steps"] == 2 and flow["seconds_per_image"] > 0
+    tuned = cases["finetune"]
+    assert [(c["model"], c["task"]) for c in tuned] == [
+        ("Janus-Pro-1B", "generate"),
+        ("Janus-Pro-1B", "describe"),
+    ]
+    assert all(c["s_per_sample"] > 0 and c["checkpointing"] for c in tuned)
     assert len(doc["targets"]) == 3  # not measured on the CPU: the GPU run fills them
 
 

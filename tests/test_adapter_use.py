@@ -246,10 +246,12 @@ def test_ray_driver_checks_and_records_the_adapter(made):
     assert session.adapter.digest == read_adapter(adapter).digest
 
 
-def test_serve_and_ray_workers_load_the_adapter(made):
-    """What `janus serve --adapter` opens (its served id and recipes), and what a Ray worker opens."""
+def test_serve_and_ray_workers_load_the_adapter(made, monkeypatch):
+    """What `janus serve --adapter` opens (its served id and recipes), what `janus serve --ray`
+    hands its replicas, and what a Ray worker opens."""
     from janus_cli.cli.serve import _open
     from janus_cli.distributed.cluster import ModelRef, open_model
+    from janus_cli.server.ray_app import Scaling, replica_specs
 
     _, adapter, _ = made
     served = _open(
@@ -266,7 +268,12 @@ def test_serve_and_ray_workers_load_the_adapter(made):
         str(adapter),
     )
     digest = read_adapter(adapter).digest
-    assert served.name == "tiny+style" and served.base_record()["adapter_sha256"] == digest
+    assert served.name == "tiny+style" and served.info().base["adapter_sha256"] == digest
+    monkeypatch.chdir(adapter.parent)  # a relative --adapter reaches the replicas as an absolute path
+    [spec] = replica_specs(
+        [str(checkpoint_dir(TINY))], "cpu", "float32", "none", None, 1, 4, Scaling(), "style"
+    )
+    assert spec.name.endswith("+style") and spec.adapter == str(adapter.resolve())
     ref = ModelRef(
         str(checkpoint_dir(TINY)), "cpu", "float32", None, parts=("generation",), adapter=str(adapter)
     )

@@ -82,6 +82,19 @@ class RayServer:
         lines = self.get("/metrics").text.splitlines()
         return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.split("{")[0] == name)
 
+    def settled_metric(self, name: str, quiet_s: float = 2.5, timeout: float = 60) -> float:
+        """NAME once it has not changed for QUIET_S: replicas publish their stats every second,
+        so a count read right after a request ended may not hold it yet."""
+        deadline = time.monotonic() + timeout
+        value, since = self.metric(name), time.monotonic()
+        while time.monotonic() - since < quiet_s:
+            assert time.monotonic() < deadline, f"{name} kept changing"
+            time.sleep(0.5)
+            now = self.metric(name)
+            if now != value:
+                value, since = now, time.monotonic()
+        return value
+
     def wait_metric(self, name: str, ok, timeout: float = 60) -> float:
         deadline = time.monotonic() + timeout
         while not ok(value := self.metric(name)):
@@ -250,7 +263,7 @@ def image_body(seed: int, **kw) -> dict:
 
 
 def test_both_replicas_serve_and_closed_streams_free_their_rows(server):
-    made = server.metric("janus_images_made_total")
+    made = server.settled_metric("janus_images_made_total")  # the earlier tests' images counted
     results = held_open(server, [image_body(k) for k in range(4)])
     assert [r["status"] for r in results] == [200] * 4
     replicas = [r["headers"]["x-janus-replica"] for r in results]
@@ -258,7 +271,7 @@ def test_both_replicas_serve_and_closed_streams_free_their_rows(server):
     assert sorted(replicas.count(r) for r in set(replicas)) == [2, 2], replicas  # 2 fill a replica
     server.wait_metric("janus_active_images", lambda n: n == 0, timeout=60)  # their rows left
     server.wait_metric("janus_queue_depth", lambda n: n == 0, timeout=60)
-    assert server.metric("janus_images_made_total") == made  # none of the four was finished
+    assert server.settled_metric("janus_images_made_total") == made  # none of the four was finished
 
 
 def test_a_full_service_answers_429_with_retry_after_before_any_200(server):

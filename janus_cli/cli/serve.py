@@ -221,14 +221,10 @@ def serve(
         from pathlib import Path
 
         from janus_cli.server.app import Options
-        from janus_cli.server.loading import DEFAULT_VAE, served_name
+        from janus_cli.server.loading import DEFAULT_VAE, served_names
         from janus_cli.server.security import Policy
 
-        if adapter is not None and len(refs) > 1:
-            raise InputError("--adapter applies to one model: give a single -m")
-        names = [served_name(r, adapter) for r in refs]
-        if len(set(names)) != len(names):
-            raise InputError(f"two models would be served under one name: {', '.join(names)}")
+        names = served_names(refs, adapter)
         policy = Policy(
             api_key,
             host,

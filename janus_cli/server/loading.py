@@ -38,3 +38,16 @@ def served_name(ref: str, adapter: str | None = None) -> str:
     path = Path(ref).expanduser()
     name = spec.name if spec is not None else path.resolve().name if path.is_dir() else ref
     return name if adapter is None else f"{name}+{Path(adapter).expanduser().resolve().name}"
+
+
+def served_names(refs: list[str], adapter: str | None = None) -> list[str]:
+    """The served name of each of REFS (served_name), refused in one line when two coincide or
+    when ADAPTER is given with more than one model."""
+    from janus_cli.errors import InputError
+
+    if adapter is not None and len(refs) > 1:
+        raise InputError("--adapter applies to one model: give a single -m")
+    names = [served_name(r, adapter) for r in refs]
+    if len(set(names)) != len(names):
+        raise InputError(f"two models would be served under one name: {', '.join(names)}")
+    return names

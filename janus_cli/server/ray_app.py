@@ -168,16 +168,11 @@ def replica_specs(
     adapter: str | None = None,
 ) -> list[ReplicaSpec]:
     """One ReplicaSpec per model ref, under its served name (loading.served_name)."""
-    from janus_cli.errors import InputError
-    from janus_cli.server.loading import DEFAULT_VAE, served_name
+    from janus_cli.server.loading import DEFAULT_VAE, served_names
 
+    names = served_names(refs, adapter)
     if adapter is not None:
-        if len(refs) > 1:
-            raise InputError("--adapter applies to one model: give a single -m")
         adapter = str(Path(adapter).expanduser().resolve())  # the replicas' working folder is not ours
-    names = [served_name(r, adapter) for r in refs]
-    if len(set(names)) != len(names):
-        raise InputError(f"two models would be served under one name: {', '.join(names)}")
     return [
         ReplicaSpec(
             ref,

@@ -4,6 +4,8 @@ float tolerance, codes exact wherever the golden's margin to the second-nearest 
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 from conftest import assert_close, checkpoint_dir, golden_json, golden_tensors, image_path, test_device
@@ -38,9 +40,11 @@ def encoded(golden):
 @pytest.mark.parametrize("i", range(len(NAMES)))
 def test_encoder_matches_the_official_code(golden, encoded, i):
     name = NAMES[i]
-    _, g = golden
+    doc, g = golden
     images, latents, codes, vq = encoded
-    assert torch.equal(images[i : i + 1], g[f"input.{name}"])  # the preprocessing, bit for bit
+    # the preprocessing, bit for bit: the golden's input tensor, kept as its digest (8.8 MB less)
+    ours = hashlib.sha256(images[i : i + 1].contiguous().numpy().tobytes()).hexdigest()
+    assert ours == doc["input_sha256"][name]
     assert_close(latents[i : i + 1], g[f"prequant.{name}"])
     sure = g[f"margin.{name}"] > 1e-4  # near-ties may flip with fp32 rounding
     assert sure.float().mean() > 0.9

@@ -36,11 +36,12 @@ def decode_cases(
 ) -> list[dict]:
     """Per N and context: janus (and janus quantized by each scheme of QUANTIZED_NS for the Ns it
     lists, and janus --compile if COMPILE) against the peer, interleaved. The read bandwidth is
-    measured right before each janus run, and a run's roofline fraction is its floor (the bytes
-    its step reads: quantized weights read fewer) at that bandwidth over its median step: on a
-    shared machine the bandwidth swings 30-60 GB/s within minutes, so a figure from the start
-    would misplace every later roofline. The row gives the median fraction and the median
-    bandwidth."""
+    measured right before and right after each janus run, and a run's roofline fraction is its
+    floor (the bytes its step reads: quantized weights read fewer) at the mean of the two over
+    its median step: this VM's read bandwidth swings 25-50 GB/s from one second to the next
+    even when nothing else of ours runs (2026-12-07), so a figure from the start would misplace
+    every later roofline, and one reading before a run alone put a bf16 step at 138 %. The row
+    gives the median fraction and the median bandwidth."""
     peer = peer_model(model)
     janus = janus_copy(model)
     quantized = {scheme: janus_copy(model, scheme) for scheme, q_ns in quantized_ns.items() if q_ns}
@@ -73,8 +74,9 @@ def decode_cases(
             bandwidths = []
             for _ in range(reps):  # interleave, so load changes hit all alike
                 for name, m in runs.items():
-                    bandwidths.append(read_gbs(probe, 2))  # paired with the run that follows
+                    before = read_gbs(probe, 2)
                     t = step_times(janus_codes(m, ids, n, steps, compile=name == "compiled"))
+                    bandwidths.append((before + read_gbs(probe, 2)) / 2)  # bracketing the run
                     times[name] += t
                     fractions[name].append(
                         decode_path_bytes(m) / (bandwidths[-1] * 1e9) / statistics.median(t)

@@ -1,5 +1,6 @@
 """int4 kernels at Janus-Pro decode shapes: ours (AVX512-VNNI W4A8) against PyTorch's
-`_weight_int4pack_mm_for_cpu` and our bf16 and int8 kernels, per linear and per whole
+`_weight_int4pack_mm_for_cpu` and our bf16 and int8 (W8A8) kernels, and our int8 against
+PyTorch's `_weight_int8pack_mm` (models/quantize.Int8Linear's own path), per linear and per whole
 image-token step (full-size random weights), interleaved in one run; ratios, not absolute
 times, are what carry from one run to the next on a shared machine. Each linear cycles through
 copies of its weight larger than the L3 cache together, so every call reads DRAM as a decode
@@ -28,13 +29,13 @@ from machine import read_gbs  # noqa: E402
 from workloads import decode_path_bytes, janus_codes, janus_copy, prompt_of, random_model, step_times  # noqa: E402
 
 from janus_cli.config import JanusConfig  # noqa: E402
-from janus_cli.kernels.layers import use_rows_layers  # noqa: E402
+from janus_cli.kernels.int8 import Int8RowsLinear  # noqa: E402
+from janus_cli.kernels.layers import on_kernels, use_rows_layers  # noqa: E402
 from janus_cli.kernels.rows import RowsLinear  # noqa: E402
 from janus_cli.models.int4 import GROUPS, Int4Linear  # noqa: E402
 from janus_cli.models.layout import swap_linears  # noqa: E402
 from janus_cli.models.llama import Llama  # noqa: E402
 from janus_cli.models.quantize import Int8Linear, quantize_linear  # noqa: E402
-from janus_cli.pipelines.session import rows_linear  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 
@@ -89,9 +90,11 @@ def linear_table(model: str, rows_list: list[int], reps: int, pct: float, groups
         with torch.no_grad():
             linear.weight.normal_(0, 0.02, generator=gen)
         int4 = {g: Int4Linear.from_linear(linear, g) for g in groups}
+        q8 = Int8Linear.from_linear(linear)
         modules = {
             "bf16": RowsLinear.from_linear(linear),
-            "int8": RowsLinear.from_linear(Int8Linear.from_linear(linear)),
+            "int8": Int8RowsLinear.from_linears(q8),
+            "torch int8": q8,
             **{f"int4 g{g}": q4 for g, q4 in int4.items()},
             **{f"torch int4 g{g}": TorchInt4(q4) for g, q4 in int4.items()},
         }
@@ -112,7 +115,8 @@ def linear_table(model: str, rows_list: list[int], reps: int, pct: float, groups
             print(
                 f"{name:>8} {n}x{k} M={m}: {cells}  | int4 g64 vs bf16 x{med['bf16'] / ours:.2f} "
                 f"vs int8 x{med['int8'] / ours:.2f} vs torch x{med['torch int4 g64'] / ours:.2f} "
-                f"({gbs:.0f} GB/s)",
+                f"({gbs:.0f} GB/s) | int8 vs bf16 x{med['bf16'] / med['int8']:.2f} "
+                f"vs torch int8 x{med['torch int8'] / med['int8']:.2f}",
                 flush=True,
             )
 
@@ -135,7 +139,7 @@ def layers_table(model: str, layers: int, ns: list[int], steps: int, reps: int, 
         if scheme != "none":
             swap_linears(llm.model.layers, lambda lin, s=scheme: quantize_linear(lin, s))
         use_rows_layers(llm)
-        swap_linears(llm.model.layers, rows_linear, kinds=(nn.Linear, Int8Linear))
+        swap_linears(llm.model.layers, on_kernels, kinds=(nn.Linear, Int8Linear))
         runs[scheme] = llm
     context = 40
     print(

@@ -8,6 +8,7 @@ rounding, and the true activations' product to a bound derived from the rounding
 import pytest
 import torch
 import torch.nn.functional as F
+from rounding import BF16_HALF_ULP, rounded_activations
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -17,7 +18,6 @@ from janus_cli.models.int4 import GROUPS, Int4Linear, pack, unpack
 
 needs_kernel = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"kernels: {build.load_rows()[1]}")
 SHAPES = [(64, 64), (176, 96), (96, 176), (40, 100), (352, 2048)]  # (N, K): K off the group, N off 32
-BF16_HALF_ULP = 2.0**-8  # relative, the worst case at the bottom of a binade
 
 
 def linear_of(n: int, k: int, seed: int, bias: bool = False) -> nn.Linear:
@@ -40,17 +40,6 @@ def zero_point_bound(q4: Int4Linear, x: Tensor) -> Tensor:
     flat = x.reshape(-1, x.shape[-1]).double().abs()
     groups = F.pad(flat, (0, zero.shape[1] * q4.group - flat.shape[1])).view(flat.shape[0], -1, q4.group)
     return groups.sum(-1) @ zero.T  # (M, N)
-
-
-def rounded_activations(x: Tensor, group: int) -> tuple[Tensor, Tensor]:
-    """The kernel's int8 rounding of X (M, K) per row and group, in fp64: (x8 (M, K), d (M, G))."""
-    m, k = x.shape
-    kp = -(-k // group) * group
-    xp = F.pad(x.float(), (0, kp - k)).view(m, -1, group)  # (M, G, group)
-    amax = xp.abs().amax(-1, keepdim=True)
-    inv = torch.where(amax > 0, torch.tensor(127.0) / amax, torch.zeros(()))  # fp32, as the kernel
-    d = amax / 127
-    return (torch.round(xp * inv) * d).view(m, kp)[:, :k].double(), d[..., 0].double()
 
 
 @pytest.mark.parametrize("group", GROUPS)

@@ -11,8 +11,9 @@ from torch import nn
 
 from janus_cli.checkpoints.load import load_model
 from janus_cli.kernels import build
+from janus_cli.kernels.int8 import Int8RowsLinear
 from janus_cli.kernels.layers import RowsBlock
-from janus_cli.kernels.rows import INT8_KERNEL_ROWS, RowsLinear, pack_pairs, unpack_pairs
+from janus_cli.kernels.rows import RowsLinear, pack_pairs, unpack_pairs
 from janus_cli.models.layout import PackedLinear
 from janus_cli.models.quantize import Int8Linear
 from janus_cli.pipelines.session import open_session, prepare_model
@@ -33,9 +34,9 @@ SHAPES = [
 
 
 @pytest.mark.parametrize("n,k", SHAPES)
-@pytest.mark.parametrize("dtype,width", [(torch.bfloat16, 64), (torch.int8, 48)])
-def test_pair_blocks_round_trip(n, k, dtype, width):
-    w = (torch.arange(n * k) % 101 - 50).view(n, k).to(dtype)  # exact in both
+def test_pair_blocks_round_trip(n, k):
+    width = 64
+    w = (torch.arange(n * k) % 101 - 50).view(n, k).to(torch.bfloat16)  # exact
     flat = pack_pairs(w)
     assert flat.shape == (n * k,) and torch.equal(unpack_pairs(flat, n, k), w)
     # block 0 starts with the pair (w[0, 0], w[0, 1]), then output 1's pair: outputs run fastest
@@ -56,13 +57,11 @@ def linear_of(n: int, k: int, bias: bool, seed: int) -> nn.Linear:
 
 @needs_kernels
 @pytest.mark.parametrize("n,k", SHAPES)
-@pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_rows_linear_computes_the_linear(n, k, int8, bias):
+def test_rows_linear_computes_the_linear(n, k, bias):
     linear = linear_of(n, k, bias, seed=n + k)
-    source = Int8Linear.from_linear(linear) if int8 else linear
-    w = source.dequantize().float() if int8 else linear.weight.float()  # (N, K)
-    fast = RowsLinear.from_linear(source)
+    w = linear.weight.float()  # (N, K)
+    fast = RowsLinear.from_linear(linear)
     gen = torch.Generator().manual_seed(k)
     for rows in (
         1,
@@ -75,8 +74,8 @@ def test_rows_linear_computes_the_linear(n, k, int8, bias):
         13,
         16,
         40,
-        INT8_KERNEL_ROWS + 1,
-    ):  # every row tiling; int8's dense path
+        300,
+    ):  # every row tiling, and a prefill's many rows
         x = torch.randn(rows, k, generator=gen).bfloat16()
         ref = x.float() @ w.T + (linear.bias.float() if bias else 0)  # (M, N)
         with torch.inference_mode():
@@ -87,20 +86,9 @@ def test_rows_linear_computes_the_linear(n, k, int8, bias):
 
 
 @needs_kernels
-def test_only_many_rows_over_int8_weights_take_the_dense_path(monkeypatch):
-    linear = linear_of(64, 64, True, 0)
-    seen = []
-    monkeypatch.setattr(
-        RowsLinear, "dense", lambda self, x: seen.append(x.shape) or torch.zeros(*x.shape[:-1], 64)
-    )
-    many = torch.randn(1, INT8_KERNEL_ROWS + 1, 64).bfloat16()
-    RowsLinear.from_linear(linear)(many)  # bf16 weights: the kernel at any size
-    int8 = RowsLinear.from_linear(Int8Linear.from_linear(linear))
-    int8(torch.randn(2, 3, 64).bfloat16())  # 6 rows: the kernel
-    int8(many)  # a prefill: PyTorch's matmul
-    assert seen == [(1, INT8_KERNEL_ROWS + 1, 64)]
+def test_rows_linear_takes_bf16_inputs_only():
     with pytest.raises(TypeError, match="bf16 inputs"):
-        RowsLinear.from_linear(linear)(torch.randn(2, 64))
+        RowsLinear.from_linear(linear_of(64, 64, True, 0))(torch.randn(2, 64))
 
 
 @needs_kernels
@@ -109,11 +97,13 @@ def test_a_bf16_cpu_session_runs_its_token_step_on_the_kernels(quantize):
     model = open_session("tiny", checkpoint_dir("janus-pro-1b-tiny"), CPU, torch.bfloat16, quantize).model
     for name in model.TOKEN_STEP:
         kinds = {type(m) for m in getattr(model, name).modules()}
-        assert RowsLinear in kinds and not kinds & {nn.Linear, Int8Linear, PackedLinear}, name
-    weights = {
-        m.pairs.dtype for m in model.language_model.model.layers.modules() if isinstance(m, RowsLinear)
-    }
-    assert weights == {torch.int8 if quantize == "int8" else torch.bfloat16}
+        assert kinds & {RowsLinear, Int8RowsLinear} and not kinds & {nn.Linear, Int8Linear, PackedLinear}, (
+            name
+        )
+    ours = Int8RowsLinear if quantize == "int8" else RowsLinear  # the blocks' and the image head's
+    for part in (model.language_model.model.layers, model.gen_head):
+        kinds = {type(m) for m in part.modules()}
+        assert ours in kinds and not ({RowsLinear, Int8RowsLinear} - {ours}) & kinds
     # prefill-only: oneDNN
     assert isinstance(model.vision_model.vision_tower.blocks[0].attn.qkv, PackedLinear)
     assert all(

@@ -11,13 +11,12 @@ from torch import nn
 
 from janus_cli.config import LlamaConfig
 from janus_cli.kernels import build
-from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, use_rows_layers
+from janus_cli.kernels.layers import RowsAttention, RowsMLP, RowsRMSNorm, on_kernels, use_rows_layers
 from janus_cli.kernels.rows import RowsLinear
 from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.layout import swap_linears
 from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
 from janus_cli.models.quantize import Int8Linear
-from janus_cli.pipelines.session import rows_linear
 
 pytestmark = pytest.mark.skipif(build.load_rows()[0] is None, reason=f"rows kernels: {build.load_rows()[1]}")
 BF16 = torch.bfloat16
@@ -132,7 +131,7 @@ def on_the_kernels(llm: Llama, int8: bool, int4: bool = False) -> Llama:
     if int8 or int4:
         swap_linears(fast.model.layers, Int8Linear.from_linear if int8 else Int4Linear.from_linear)
     use_rows_layers(fast)
-    swap_linears(fast, rows_linear, kinds=(nn.Linear, Int8Linear))
+    swap_linears(fast, on_kernels, kinds=(nn.Linear, Int8Linear))
     return fast
 
 

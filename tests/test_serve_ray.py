@@ -209,6 +209,21 @@ def test_the_api_key_guards_the_port(server):
     assert httpx.get(server.url + "/health", timeout=30).json()["replicas"] == {checkpoint_dir(PRO).name: 2}
 
 
+def test_another_port_on_a_cluster_already_serving_is_one_line(server, cluster):
+    """Serve's proxy keeps the address it started on: a second driver asking for another port is
+    told where it is, and the running service is untouched."""
+    command = [sys.executable, "-m", "janus_cli", "serve", "--ray", "--address", cluster.address]
+    r = subprocess.run(
+        [*command, "-m", str(checkpoint_dir(PRO)), "--port", str(free_port())],
+        env=cluster.env(RAY_AUTH_MODE="token"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert_one_line_error(r, f"Serve already runs on this cluster, its proxy on 127.0.0.1:{server.port}")
+    assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+
+
 def stream_image(server, body: dict, seen: list, hold: threading.Event | None = None) -> dict:
     """POST an image stream; its status, headers and events (appended to SEEN as they come).
     With HOLD: once the status is known, wait for HOLD, then close the stream."""

@@ -59,9 +59,8 @@ def serve_ray(
     logging.getLogger("ray.serve").setLevel(logging.WARNING if not quiet else logging.ERROR)
     opts = RayOptions(choice.address, 1, choice.gpus, choice.cpus, quiet)
     join(ray, opts, FLAGS)
-    port = port or _free_port(host)
+    host, port = _start_serve(serve, host, port)  # before the try: nothing deployed to delete
     try:
-        serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         count = f"{choice.replicas}" if scaling.replicas else f"{scaling.min_replicas}-{scaling.max_replicas}"
         if not quiet:
             names = ", ".join(s.name for s in specs)
@@ -77,6 +76,29 @@ def serve_ray(
         _wait_for_a_signal()
     finally:
         _stop(ray, serve, APP_NAME, quiet)
+
+
+def _start_serve(serve, host: str, port: int) -> tuple[str, int]:
+    """Start Serve's HTTP proxy on HOST:PORT (0: a free port), or join the one already running
+    on the cluster: it keeps the address it started on (Ray would only log that new options are
+    ignored), taken when the port was left to us, a one-line error when another was asked.
+    Returns where the proxy listens."""
+    from ray.serve.context import _get_global_client
+
+    from janus_cli.errors import InputError
+
+    running = _get_global_client(raise_if_no_controller_running=False)
+    if running is None:
+        port = port or _free_port(host)
+        serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
+        return host, port
+    http = running.http_config
+    if http.host == host and port in (0, http.port):
+        return host, http.port
+    raise InputError(
+        f"Serve already runs on this cluster, its proxy on {http.host}:{http.port} (it keeps the address "
+        f"it started on): pass --host {http.host} --port {http.port}, or use a fresh cluster"
+    )
 
 
 def _scaling(choice: RayChoice):

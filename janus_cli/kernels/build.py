@@ -22,7 +22,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-# AVX512-BF16 for `vdpbf16ps`, VNNI for int4's `vpdpbusd`; F, BW and VL for the loads,
+# AVX512-BF16 for `vdpbf16ps`, VNNI for the int8 and int4 kernels' `vpdpbusd`; F, BW and VL for the loads,
 # converts and stores around them (every AVX512-BF16 CPU has VNNI).
 ROWS_FLAGS = [
     "-O3",
@@ -37,7 +37,7 @@ ROWS_FLAGS = [
     "-fPIC",
 ]
 ROWS_CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni")
-ROWS_HEADERS = ("int4.h",)  # included by rows.cpp
+ROWS_HEADERS = ("act8.h", "int4.h", "int8.h")  # included by rows.cpp
 DISABLE_ENV = "JANUS_CPU_KERNELS"  # "0": never build or use them
 
 
@@ -111,11 +111,11 @@ def load_rows() -> tuple[ctypes.CDLL | None, str]:
         return None, str(e)
     except OSError as e:  # an unwritable cache, a library the loader refuses
         return None, f"cannot build or load rows.cpp: {e}"
-    for fn in (lib.janus_rows_bf16, lib.janus_rows_int8):
-        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
+    lib.janus_rows_bf16.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
+    for fn in (lib.janus_rows_int8, lib.janus_rows_int4):  # + the activations' group
+        fn.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4
+    for fn in (lib.janus_rows_bf16, lib.janus_rows_int8, lib.janus_rows_int4):
         fn.restype = None
-    lib.janus_rows_int4.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 4
-    lib.janus_rows_int4.restype = None
     lib.janus_rmsnorm.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_float]
     lib.janus_block_step.argtypes = (
         [ctypes.c_void_p] * 4

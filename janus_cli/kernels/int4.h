@@ -1,46 +1,15 @@
 // W4A8 linears for AVX512-VNNI: y (M, N) bf16 = x (M, K) bf16 @ w^T (+ bias) for a few rows M,
 // w the int4 weight of models/int4.py (blocks of 32 outputs, 8 k per 128 bytes, nibbles; bf16
 // scale and offset per output and group along K). Each row of x is rounded to int8 per group
-// (scale d = max|x| / 127), once per call; `vpdpbusd` sums 4 code x activation byte products
-// per lane, 16 outputs per instruction, in int32; at a group's end the sums take
-// scale * d and the offset term offset * d * sum(x codes) in fp32. Included by rows.cpp
-// (inside its anonymous namespace, after widen16).
-
-// Elements [k, k + 16) of a row of K bf16 as fp32, zeros past K.
-inline __m512 widen16_upto(const uint16_t* row, int64_t k, int64_t K) {
-    const int64_t valid = K - k >= 16 ? 16 : (K - k > 0 ? K - k : 0);
-    const __mmask16 mask = (__mmask16)((1u << valid) - 1);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row + k)), 16));
-}
-
-// M rows of x (M, K) -> int8 codes q (M, Kp) (zeros past K) and, per (row, group), the scale
-// d and d * sum(codes) (both (M, G)). Rounds x * (127 / max|x|) to nearest even.
-inline void quantize_rows(const uint16_t* x, int64_t M, int64_t K, int64_t Kp, int64_t g, int8_t* q, float* d,
-                          float* dsum) {
-    const int64_t G = Kp / g;
-    for (int64_t m = 0; m < M; m++) {
-        const uint16_t* row = x + m * K;
-        for (int64_t gi = 0; gi < G; gi++) {
-            __m512 top = _mm512_setzero_ps();
-            for (int64_t k = gi * g; k < (gi + 1) * g; k += 16) top = _mm512_max_ps(top, _mm512_abs_ps(widen16_upto(row, k, K)));
-            const float amax = _mm512_reduce_max_ps(top);
-            const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-            __m512i sum = _mm512_setzero_si512();
-            for (int64_t k = gi * g; k < (gi + 1) * g; k += 16) {
-                const __m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(widen16_upto(row, k, K), inv));
-                sum = _mm512_add_epi32(sum, c);
-                _mm_storeu_si128((__m128i*)(q + m * Kp + k), _mm512_cvtsepi32_epi8(c));
-            }
-            d[m * G + gi] = amax / 127.0f;
-            dsum[m * G + gi] = amax / 127.0f * (float)_mm512_reduce_add_epi32(sum);
-        }
-    }
-}
+// once per call (act8.h); `vpdpbusd` sums 4 code x activation byte products per lane, 16
+// outputs per instruction, in int32; at a group's end the sums take scale * d and the offset
+// term offset * d * sum(x codes) in fp32. Included by rows.cpp (inside its anonymous
+// namespace, after act8.h).
 
 // MC rows of codes XQ (row stride Kp) against one block of 32 outputs [n0, n0 + 32) (its codes
-// W and scales SC); D, DSUM are the rows' (M, G) with row stride G.
+// W and scales SC); D, XSUM are the rows' (M, G) with row stride G.
 template <int MC>
-inline void int4_tile(const int8_t* xq, const float* d, const float* dsum, int64_t Kp, int64_t g, const uint8_t* w,
+inline void int4_tile(const int8_t* xq, const float* d, const int32_t* xsum, int64_t Kp, int64_t g, const uint8_t* w,
                       const uint16_t* sc, const float* bias, uint16_t* y, int64_t N, int64_t n0) {
     const int64_t G = Kp / g, octets = g / 8;
     const __m512i nibble = _mm512_set1_epi8(0x0F);
@@ -66,9 +35,10 @@ inline void int4_tile(const int8_t* xq, const float* d, const float* dsum, int64
         for (int u = 0; u < 2; u++) {
             const __m512 s = widen16(sg + u * 16), off = widen16(sg + 32 + u * 16);
             for (int m = 0; m < MC; m++) {
-                const __m512 sd = _mm512_mul_ps(s, _mm512_set1_ps(d[m * G + gi]));
+                const float dm = d[m * G + gi];
+                const __m512 sd = _mm512_mul_ps(s, _mm512_set1_ps(dm));
                 f[m][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][u]), sd, f[m][u]);
-                f[m][u] = _mm512_fmadd_ps(off, _mm512_set1_ps(dsum[m * G + gi]), f[m][u]);
+                f[m][u] = _mm512_fmadd_ps(off, _mm512_set1_ps(dm * (float)xsum[m * G + gi]), f[m][u]);
             }
         }
     }
@@ -87,28 +57,16 @@ template <int MCMAX>
 void linear_int4(const uint16_t* x, const uint8_t* w, const uint16_t* sc, const float* bias, uint16_t* y, int64_t M,
                  int64_t N, int64_t K, int64_t g) {
     const int64_t Kp = (K + g - 1) / g * g, G = Kp / g, blocks = (N + 31) / 32;
-    thread_local std::vector<int8_t> codes;  // kept between calls: no allocation per step
-    thread_local std::vector<float> scales;
-    codes.resize(M * Kp);
-    scales.resize(2 * M * G);
-    int8_t* xq = codes.data();  // this thread's buffers, read by every thread below
-    float *d = scales.data(), *dsum = d + M * G;
-    quantize_rows(x, M, K, Kp, g, xq, d, dsum);
+    const RoundedRows r = round_rows(x, M, K, Kp, g);
+    const int8_t* xq = r.codes;
+    const float* d = r.scales;
+    const int32_t* xsum = r.sums;
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < blocks; b++) {
         const uint8_t* wb = w + b * Kp * 16;  // 32 outputs x Kp nibbles
         const uint16_t* sb = sc + b * G * 64;
-        int64_t m = 0;
-        for (; m + MCMAX <= M; m += MCMAX)
-            int4_tile<MCMAX>(xq + m * Kp, d + m * G, dsum + m * G, Kp, g, wb, sb, bias, y + m * N, N, b * 32);
-        const int8_t* xr = xq + m * Kp;
-        const float *dr = d + m * G, *sr = dsum + m * G;
-        uint16_t* yr = y + m * N;
-        switch (M - m) {
-#define ROWS(r) case r: if (r < MCMAX) int4_tile<(r < MCMAX ? r : 1)>(xr, dr, sr, Kp, g, wb, sb, bias, yr, N, b * 32); break;
-            ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6) ROWS(7)
-#undef ROWS
-            default: break;
-        }
+        row_tiles<MCMAX>(M, [&](auto mc, int64_t m) {
+            int4_tile<decltype(mc)::value>(xq + m * Kp, d + m * G, xsum + m * G, Kp, g, wb, sb, bias, y + m * N, N, b * 32);
+        });
     }
 }

@@ -15,17 +15,29 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
+from janus_cli.kernels.int8 import GROUP as INT8_GROUP
+from janus_cli.kernels.int8 import Int8RowsLinear
 from janus_cli.kernels.rows import RowsLinear, fits, ptr
 from janus_cli.models.int4 import Int4Linear
 from janus_cli.models.llama import MLP, Attention, Block, Llama, RMSNorm, rms_norm
+from janus_cli.models.quantize import Int8Linear
 
 
 def fuse(*linears: nn.Module) -> nn.Module:
-    """One linear for LINEARS of one input: an Int4Linear where they are int4 (their own kernel),
-    else a RowsLinear."""
+    """One linear on our kernels for LINEARS of one input, all of one kind: int4, int8 or bf16."""
     if all(isinstance(lin, Int4Linear) for lin in linears):
         return Int4Linear.cat(*linears)
+    if all(isinstance(lin, Int8Linear) for lin in linears):
+        return Int8RowsLinear.from_linears(*linears)
     return RowsLinear.from_linears(*linears)
+
+
+def on_kernels(linear: nn.Module) -> nn.Module:
+    """LINEAR (bf16 or int8) on our kernels where they take its shape, else as it is."""
+    n, k = linear.out_features, linear.in_features
+    if isinstance(linear, Int8Linear):
+        return Int8RowsLinear.from_linears(linear)
+    return RowsLinear.from_linear(linear) if fits(n, k) else linear
 
 
 class RowsRMSNorm(nn.Module):
@@ -53,7 +65,7 @@ class RowsRMSNorm(nn.Module):
 
 
 class RowsAttention(Attention):
-    """Attention whose q, k and v come from one linear (kernels/rows.py or models/int4.py). Its
+    """Attention whose q, k and v come from one linear (on kernels/rows.py, int8.py or int4.py). Its
     token steps run inside RowsBlock's one call; what reaches these modules (prefills, JanusFlow
     steps, shapes the call does not take) runs PyTorch's RoPE, cache write and attention."""
 
@@ -182,8 +194,9 @@ def weights_of(linear: nn.Module) -> tuple[int | None, int | None, int | None, i
     """A bias-free linear as janus_block_step takes it: (weight, scale) pointers, kind, group;
     kind None where the call cannot take it."""
     if isinstance(linear, RowsLinear) and linear.bias is None:
-        kind = INT8 if linear.pairs.dtype == torch.int8 else BF16
-        return linear.pairs.data_ptr(), ptr(linear.scale), kind, 0
+        return linear.pairs.data_ptr(), None, BF16, 0
+    if isinstance(linear, Int8RowsLinear) and linear.bias is None:
+        return linear.quads.data_ptr(), linear.scale.data_ptr(), INT8, INT8_GROUP
     if isinstance(linear, Int4Linear) and linear.bias is None:
         return linear.qweight.data_ptr(), linear.scales.data_ptr(), INT4, linear.group
     return None, None, None, 0

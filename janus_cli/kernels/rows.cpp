@@ -3,15 +3,12 @@
 // the cache write, SwiGLU, residuals), each callable alone and all chained into one call per
 // decoder block (janus_block_step) instead of some forty PyTorch ops.
 //
-// janus_rows_*: y (M, N) bf16 = x (M, K) bf16 @ W^T (* scale) (+ bias) for a few rows M,
-// streaming W once. W is stored in "pair blocks": outputs in blocks of 64 for bf16, 48 for
-// int8 (then 16 for the tail), each block [K/2][width][2] contiguous from element n0 * K, so
-// one `vdpbf16ps` multiplies 16 outputs by a broadcast pair x[m, 2k:2k+2] and nothing is
-// reduced across lanes. Weights are bf16 or int8 (turned into bf16 in registers, exactly);
-// int4 weights have their own layout and integer kernel (int4.h).
-// A tile keeps NB x MC sums in registers (of 32) and widens int8 once per tile, so int8 takes
-// 3 x 8 (a CFG batch of 4 images is 8 rows: one pass, 12 % faster than 4 x 6 in two passes);
-// bf16, which needs no widening, keeps 4 x 6 (fewer broadcasts per product).
+// janus_rows_bf16: y (M, N) bf16 = x (M, K) bf16 @ W^T (* scale) (+ bias) for a few rows M,
+// streaming W once. W is stored in "pair blocks": outputs in blocks of 64 (then 16 for the
+// tail), each block [K/2][width][2] contiguous from element n0 * K, so one `vdpbf16ps`
+// multiplies 16 outputs by a broadcast pair x[m, 2k:2k+2] and nothing is reduced across lanes.
+// A tile keeps 4 x 6 (outputs x rows) sums in registers (of 32). int8 and int4 weights have
+// their own layouts and integer kernels (int8.h, int4.h: janus_rows_int8, janus_rows_int4).
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -21,21 +18,9 @@
 
 namespace {
 
-template <typename W> inline __m512bh load_pairs(const W* p);
-
-template <> inline __m512bh load_pairs<uint16_t>(const uint16_t* p) {  // 32 bf16
-    return (__m512bh)_mm512_loadu_si512(p);
-}
-
-template <> inline __m512bh load_pairs<int8_t>(const int8_t* p) {  // 32 int8 -> 32 bf16
-    __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
-    __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(p + 16))));
-    return _mm512_cvtne2ps_pbh(hi, lo);  // elements 0-15 from lo, 16-31 from hi
-}
-
 // MC rows of x against one block of 16 * NB outputs.
-template <int NB, int MC, typename W>
-inline void tile(const uint16_t* x, int64_t K, const W* w, const float* scale, const float* bias, uint16_t* y,
+template <int NB, int MC>
+inline void tile(const uint16_t* x, int64_t K, const uint16_t* w, const float* scale, const float* bias, uint16_t* y,
                  int64_t N) {
     __m512 acc[MC][NB];
     for (int m = 0; m < MC; m++)
@@ -44,7 +29,7 @@ inline void tile(const uint16_t* x, int64_t K, const W* w, const float* scale, c
     const int64_t half = K / 2;
     for (int64_t k = 0; k < half; k++) {
         __m512bh wv[NB];
-        for (int j = 0; j < NB; j++) wv[j] = load_pairs<W>(w + (k * NB + j) * 32);
+        for (int j = 0; j < NB; j++) wv[j] = (__m512bh)_mm512_loadu_si512(w + (k * NB + j) * 32);
         for (int m = 0; m < MC; m++) {
             __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xp[m * half + k]);
             for (int j = 0; j < NB; j++) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, wv[j]);
@@ -61,10 +46,10 @@ inline void tile(const uint16_t* x, int64_t K, const W* w, const float* scale, c
 }
 
 // All M rows against the block of outputs [n0, n0 + 16 * NB), MCMAX rows at a time.
-template <int NB, int MCMAX, typename W>
-inline void block(const uint16_t* x, int64_t M, int64_t K, const W* w, const float* scale, const float* bias,
+template <int NB, int MCMAX>
+inline void block(const uint16_t* x, int64_t M, int64_t K, const uint16_t* w, const float* scale, const float* bias,
                   uint16_t* y, int64_t N, int64_t n0) {
-    const W* wb = w + n0 * K;
+    const uint16_t* wb = w + n0 * K;
     const float* sb = scale ? scale + n0 : nullptr;
     const float* bb = bias ? bias + n0 : nullptr;
     int64_t m = 0;
@@ -80,8 +65,8 @@ inline void block(const uint16_t* x, int64_t M, int64_t K, const W* w, const flo
 }
 
 // W in blocks of 16 * NB outputs (then 16 for the N % (16 * NB) tail), MCMAX rows at a time.
-template <int NB, int MCMAX, typename W>
-void linear(const uint16_t* x, const W* w, const float* scale, const float* bias, uint16_t* y, int64_t M, int64_t N,
+template <int NB, int MCMAX>
+void linear(const uint16_t* x, const uint16_t* w, const float* scale, const float* bias, uint16_t* y, int64_t M, int64_t N,
             int64_t K) {
     const int64_t wide = N / (16 * NB), narrow = (N % (16 * NB)) / 16;
 #pragma omp parallel for schedule(static)
@@ -140,7 +125,9 @@ inline __m512 round16(__m512 v) {  // through bf16 and back
 }
 inline void store16(uint16_t* p, __m512 v) { _mm256_storeu_si256((__m256i*)p, (__m256i)_mm512_cvtneps_pbh(v)); }
 
+#include "act8.h"  // the integer kernels' int8 activations
 #include "int4.h"  // int4 weights (needs widen16)
+#include "int8.h"  // int8 weights
 
 // One head: out = bf16(bf16(x * cos) + bf16(rotate_half(x) * sin)), the roundings of PyTorch's
 // bf16 `x * cos + rotate_half(x) * sin`; rotate_half(x) = [-x2, x1] for halves x1, x2.
@@ -212,14 +199,15 @@ void rope_rows(const uint16_t* q, const uint16_t* k, const uint16_t* v, int64_t 
 
 enum Weights : int64_t { BF16 = 0, INT8 = 1, INT4 = 2 };
 
-// x (M, K) @ W^T, no bias: pair blocks W of bf16, or of int8 with fp32 per-output SCALE; or
-// int4 (int4.h): W its codes, SCALE its bf16 scales and offsets in groups of GROUP.
+// x (M, K) @ W^T, no bias: pair blocks W of bf16 (SCALE null); int8 (int8.h): W its codes,
+// SCALE fp32 per output, activations in groups of GROUP; or int4 (int4.h): W its codes, SCALE
+// its bf16 scales and offsets in groups of GROUP.
 void linear_pairs(const uint16_t* x, const void* w, int64_t kind, const void* scale, uint16_t* y, int64_t M, int64_t N,
                   int64_t K, int64_t group) {
     if (kind == INT4)
         linear_int4<8>(x, (const uint8_t*)w, (const uint16_t*)scale, nullptr, y, M, N, K, group);
     else if (kind == INT8)
-        linear<3, 8>(x, (const int8_t*)w, (const float*)scale, nullptr, y, M, N, K);
+        linear_int8<8>(x, (const uint8_t*)w, (const float*)scale, nullptr, y, M, N, K, group);
     else
         linear<4, 6>(x, (const uint16_t*)w, (const float*)scale, nullptr, y, M, N, K);
 }
@@ -262,9 +250,11 @@ void janus_rows_bf16(const uint16_t* x, const uint16_t* w, const float* scale, c
                      int64_t M, int64_t N, int64_t K) {
     linear<4, 6>(x, w, scale, bias, y, M, N, K);
 }
-void janus_rows_int8(const uint16_t* x, const int8_t* w, const float* scale, const float* bias, uint16_t* y,
-                     int64_t M, int64_t N, int64_t K) {
-    linear<3, 8>(x, w, scale, bias, y, M, N, K);
+// The int8 weight of kernels/int8.py (W, fp32 SCALE (N,)), activations in groups of GROUP;
+// BIAS fp32 (N,) or null.
+void janus_rows_int8(const uint16_t* x, const uint8_t* w, const float* scale, const float* bias, uint16_t* y,
+                     int64_t M, int64_t N, int64_t K, int64_t group) {
+    linear_int8<8>(x, w, scale, bias, y, M, N, K, group);
 }
 // The int4 weight of models/int4.py (QWEIGHT, SCALES, GROUP); BIAS fp32 (N,) or null; M <= 16.
 void janus_rows_int4(const uint16_t* x, const uint8_t* qweight, const uint16_t* scales, const float* bias, uint16_t* y,
@@ -282,8 +272,8 @@ void janus_rmsnorm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M,
 //   h = x + o_proj(attend(rope(q), cache)) with q, k, v = qkv_proj(rmsnorm1(x)), rope(k) and v
 //   written to the caches at SLOT (attention reads slots 0..SLOT);
 //   out = h + down_proj(silu(gate) * up) with gate, up = gate_up_proj(rmsnorm2(h)).
-// x and out are (B, C). The projections are all of one KIND (linear_pairs: pair blocks of bf16
-// or of int8 with fp32 per-output scales, or int4 in groups of GROUP), without biases: qkv
+// x and out are (B, C). The projections are all of one KIND (linear_pairs: pair blocks of bf16,
+// int8 with fp32 per-output scales, or int4; GROUP the integer kernels'), without biases: qkv
 // (H + 2 Hkv) D x C, o C x H D, gate_up 2 I x C, down C x I. COS, SIN, COS_ROW, the caches' STRIDE_B and STRIDE_H and VISIBLE are as in
 // rope_rows and attend_rows, KC and VC point at [0, 0, 0]; SCALE is attention's.
 void janus_block_step(const uint16_t* x, uint16_t* out, const uint16_t* norm1, const uint16_t* norm2, float eps,

@@ -14,8 +14,8 @@ from janus_cli.checkpoints.quantized import scheme_to_load, stored_scheme
 from janus_cli.config import JanusConfig, read_json
 from janus_cli.errors import InputError
 from janus_cli.imageio import PreprocessConfig
-from janus_cli.kernels.layers import use_rows_layers
-from janus_cli.kernels.rows import RowsLinear, fits, rows_kernels_available
+from janus_cli.kernels.layers import on_kernels, use_rows_layers
+from janus_cli.kernels.rows import rows_kernels_available
 from janus_cli.models.layout import can_pack, pack_linears, swap_linears
 from janus_cli.models.quantize import Int8Linear, quantize_model
 from janus_cli.runtime import check_compile, choose_quantize
@@ -98,7 +98,7 @@ def prepare_model(
     (models/quantize.py); then on the
     CPU, unless COMPILE (the compiler picks its own matmul kernels and cannot trace these), the
     LLM's blocks and the linears a token step runs move to our kernels where they run (bf16,
-    AVX512-BF16, a C++ compiler: kernels/layers.py, kernels/rows.py), and the rest of the
+    AVX512-BF16, a C++ compiler: kernels/layers.py, rows.py, int8.py, int4.py), and the rest of the
     linears are re-laid out for oneDNN (models/layout.py). Returns MODEL."""
     if quantize != "none":
         quantize_model(model, quantize)
@@ -108,12 +108,7 @@ def prepare_model(
         if "language_model" in model.TOKEN_STEP and model.language_model is not None:
             use_rows_layers(model.language_model)
         for part in filter(None, (getattr(model, name) for name in model.TOKEN_STEP)):  # None: not loaded
-            swap_linears(part, rows_linear, kinds=(nn.Linear, Int8Linear))
+            swap_linears(part, on_kernels, kinds=(nn.Linear, Int8Linear))
     if can_pack(device, dtype):
         pack_linears(model)
     return model
-
-
-def rows_linear(linear: nn.Module) -> nn.Module:
-    n, k = linear.weight.shape
-    return RowsLinear.from_linear(linear) if fits(n, k) else linear

@@ -106,6 +106,21 @@ def test_another_scheme_on_a_quantized_checkpoint_is_one_error_line(int8_dir):
     assert_one_line_error(r, "is quantized as int8: load it with --quantize int8")
 
 
+def test_the_recipe_records_the_scheme_a_quantized_checkpoint_ran(int8_dir, tmp_path):
+    """--quantize left out on a checkpoint stored int8 runs int8: the PNG says so, and
+    --from-image re-makes the image with it."""
+    from PIL import Image
+
+    r = run_janus("generate", "a fox", "-m", str(int8_dir), "--temperature", "0", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    (path,) = r.stdout.splitlines()
+    assert json.loads(Image.open(path).text["janus-cli"])["quantize"] == "int8"
+    again = run_janus("generate", "--from-image", path, "-o", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    (remade,) = again.stdout.splitlines()
+    assert Image.open(remade).tobytes() == Image.open(path).tobytes()
+
+
 def test_a_quantized_checkpoint_is_not_recast(int8_dir, tmp_path):
     r = run_janus("convert", str(int8_dir), str(tmp_path / "out"), "--dtype", "float32")
     assert_one_line_error(r, "is quantized as int8: --dtype would recast its scales")

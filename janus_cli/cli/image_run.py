@@ -120,7 +120,8 @@ def run(req: Request) -> None:
     if why and not out.quiet:
         console.err.print(why, markup=False)
     extra = {"vae": req.vae or "sdxl-vae", "noise": defaults["noise"]} if req.family == "janusflow" else {}
-    base = run_base(req.model, req.revision, engine.dtype, req.quantize, adapter=session.adapter, **extra)
+    # the scheme that ran: a quantized checkpoint's own where --quantize was left out
+    base = run_base(req.model, req.revision, engine.dtype, session.quantize, adapter=session.adapter, **extra)
     events = engine.events(p.work, size, lambda: make_images(session, p.work, size, encoded, engine.vae))
     write_images(p, events, base, out, log)
 

@@ -30,14 +30,18 @@ def light_session(ref: cluster.ModelRef, task: ImageTask, quiet: bool):
     import torch
 
     from janus_cli.checkpoints.hub import resolve
-    from janus_cli.config import JanusConfig
+    from janus_cli.checkpoints.quantized import scheme_to_load, stored_scheme
+    from janus_cli.config import JanusConfig, read_json
     from janus_cli.pipelines.session import Session
     from janus_cli.tokenizer import Tokenizer
 
     folder = resolve(ref.model, ref.revision, progress=cluster.show_progress(quiet))
-    config = JanusConfig.from_file(folder / "config.json")
+    raw = read_json(folder / "config.json")
+    config = JanusConfig.from_dict(raw)
     tokenizer = Tokenizer(folder, flow=config.family == "janusflow")
-    session = Session(ref.model, folder, config, None, tokenizer, None, torch.device("cpu"), torch.float32)
+    quantize = scheme_to_load(ref.quantize, stored_scheme(raw), folder)  # what the workers will run
+    cpu = torch.device("cpu")
+    session = Session(ref.model, folder, config, None, tokenizer, None, cpu, torch.float32, quantize)
     session.require(task.family, task.command)
     if ref.adapter is not None:  # checked here, before any worker starts; recorded in every recipe
         from janus_cli.checkpoints.adapter import read_adapter

@@ -97,7 +97,7 @@ def main() -> None:
     # next to its runs (decode_cases), because it swings within minutes.
     print(
         f"read bandwidth at the start: fp32 {bw['float32']:.1f} GB/s, bf16 {bw['bfloat16']:.1f} GB/s "
-        "(a decode case's floor uses the readings taken right before its runs)",
+        "(a decode case's floor uses the readings taken around each of its runs)",
         flush=True,
     )
     rows = result["cases"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import io
 import json
 import os
@@ -126,21 +127,25 @@ class Server:
             self.proc.kill()
 
 
-async def image(client, url: str, seed: int) -> float:
+async def image(client, url: str, seed: int, replicas: list | None = None) -> float:
+    """Seconds for one image; REPLICAS gets the replica that made it (`janus serve --ray`)."""
     t = time.perf_counter()
     r = await client.post(
         url + "/v1/images/generations", json={"prompt": PROMPT, "n": 1, "seed": seed, "cfg": 5}
     )
     r.raise_for_status()
+    if replicas is not None:
+        replicas.append(r.headers.get("x-janus-replica", "local"))
     return time.perf_counter() - t
 
 
 async def concurrent_images(url: str, k: int) -> dict:
     import httpx
 
+    replicas: list[str] = []
     async with httpx.AsyncClient(timeout=3600) as client:
         t = time.perf_counter()
-        latencies = await asyncio.gather(*(image(client, url, seed) for seed in range(k)))
+        latencies = await asyncio.gather(*(image(client, url, seed, replicas) for seed in range(k)))
         wall = time.perf_counter() - t
     q = sorted(latencies)
     return {
@@ -148,6 +153,7 @@ async def concurrent_images(url: str, k: int) -> dict:
         "images_per_s": k / wall,
         "p50_s": statistics.median(q),
         "p95_s": q[min(len(q) - 1, round(0.95 * (len(q) - 1)))],
+        "served_by": dict(collections.Counter(replicas)),  # replica -> images
     }
 
 

@@ -118,7 +118,8 @@ def run(model: Path, dtype: str, max_batch: int, reps: int) -> dict:
         servers.append(ray2)
         c = rows["ray"]["ray, 2 replicas"] = asyncio.run(concurrent_images(ray2.url, K))
         print(
-            f"{'ray, 2 replicas':<16} K={K}  {c['images_per_s']:.3f} images/s  p50 {c['p50_s']:.1f}s",
+            f"{'ray, 2 replicas':<16} K={K}  {c['images_per_s']:.3f} images/s  p50 {c['p50_s']:.1f}s  "
+            f"images per replica {sorted(c['served_by'].values())}",
             flush=True,
         )
     finally:

@@ -319,6 +319,9 @@ def _open(
     return Model(name, janus, scheduler, size, vae)
 
 
+BACKLOG = 2048  # connections the kernel queues until the server accepts them (uvicorn's default)
+
+
 def _listen(served: list, host: str, port: int, options) -> None:
     """Serve until interrupted (uvicorn handles Ctrl-C), on a socket bound here so that port 0
     can be printed as the port it got."""
@@ -333,11 +336,17 @@ def _listen(served: list, host: str, port: int, options) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(BACKLOG)  # before the line below: a client that reads it may connect at once
     except OSError as e:
         raise console.fail(f"cannot listen on {host}:{port}: {e.strerror}", 1) from None
     shown = f"[{host}]" if ":" in host else host
     console.err.print(f"serving on http://{shown}:{sock.getsockname()[1]} (Ctrl-C stops)", markup=False)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on"
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+        backlog=BACKLOG,
     )
     uvicorn.Server(config).run(sockets=[sock])

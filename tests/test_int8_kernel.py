@@ -59,7 +59,7 @@ def test_the_kernel_is_the_product_of_rounded_activations_and_int8_weights(n, k,
     w = q8.weight.double() * q8.scale.double()[:, None]  # (N, K), the weight int8 stands for
     b = q8.bias.double() if bias else 0
     gen = torch.Generator().manual_seed(k)
-    for rows in range(1, KERNEL_ROWS + 1):
+    for rows in [*range(1, 18), 40, KERNEL_ROWS]:  # every row tiling, a decode batch of 20 images, the most
         x = torch.randn(rows, k, generator=gen).to(torch.bfloat16)
         x[:, min(5, k - 1)] *= 50  # a heavy activation channel
         with torch.inference_mode():

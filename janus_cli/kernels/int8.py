@@ -8,8 +8,8 @@ widened the codes to bf16 for `vdpbf16ps` (32 products an instruction), so at 8 
 with CFG) it was bound by arithmetic, not by the bytes it read (W8A8 runs those linears
 1.23-1.41x faster; the numbers are in the README's "int8 weights"). The activation rounding adds
 about 0.6 % relative output error to int8's own 0.8 % (tests/test_int8_kernel.py bounds it).
-Beyond KERNEL_ROWS rows (a prefill) the weight is widened for the call and PyTorch's matmul
-runs, without rounding the activations.
+Beyond KERNEL_ROWS rows (a long prefill) the weight is widened for the call and PyTorch's
+matmul runs, without rounding the activations.
 
 The codes are models/quantize.Int8Linear's (what a quantized checkpoint stores); this layout is
 made from them after loading, padded to whole blocks of 32 outputs and whole groups along K
@@ -30,7 +30,10 @@ from janus_cli.kernels.build import load_rows
 
 GROUP = 64  # inputs per activation scale: int4's weight group, so one rounding rule serves both
 BLOCK = 32  # outputs per block
-KERNEL_ROWS = 16  # more rows (a prefill): widen the weight once and run one GEMM
+# More rows (a long prefill): widen the weight and run one GEMM, activations unrounded. The
+# kernel re-reads the weight per 8 rows and still wins well past a decode batch (one thread,
+# image head 16384x2048: 7.6 ms at 32 rows, 27 at 128, where widening alone takes ~100).
+KERNEL_ROWS = 256
 
 
 def padded(size: int, multiple: int) -> int:

@@ -66,7 +66,8 @@ void linear_int4(const uint16_t* x, const uint8_t* w, const uint16_t* sc, const 
         const uint8_t* wb = w + b * Kp * 16;  // 32 outputs x Kp nibbles
         const uint16_t* sb = sc + b * G * 64;
         row_tiles<MCMAX>(M, [&](auto mc, int64_t m) {
-            int4_tile<decltype(mc)::value>(xq + m * Kp, d + m * G, xsum + m * G, Kp, g, wb, sb, bias, y + m * N, N, b * 32);
+            int4_tile<decltype(mc)::value>(xq + m * Kp, d + m * G, xsum + m * G, Kp, g, wb, sb, bias, y + m * N, N,
+                                           b * 32);
         });
     }
 }

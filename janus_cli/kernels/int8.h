@@ -58,8 +58,8 @@ void linear_int8(const uint16_t* x, const uint8_t* w, const float* scale, const 
     for (int64_t b = 0; b < blocks; b++) {
         const uint8_t* wb = w + b * 32 * Kp;
         row_tiles<MCMAX>(M, [&](auto mc, int64_t m) {
-            int8_tile<decltype(mc)::value>(r.codes + m * Kp, r.scales + m * G, r.sums + m * G, Kp, g, wb, scale, bias, y + m * N,
-                                N, b * 32);
+            int8_tile<decltype(mc)::value>(r.codes + m * Kp, r.scales + m * G, r.sums + m * G, Kp, g, wb, scale,
+                                           bias, y + m * N, N, b * 32);
         });
     }
 }

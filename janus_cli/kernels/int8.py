@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from janus_cli.kernels.build import load_rows
+from janus_cli.models.int4 import padded
 
 GROUP = 64  # inputs per activation scale: int4's weight group, so one rounding rule serves both
 BLOCK = 32  # outputs per block
@@ -34,10 +35,6 @@ BLOCK = 32  # outputs per block
 # kernel re-reads the weight per 8 rows and still wins well past a decode batch (one thread,
 # image head 16384x2048: 7.6 ms at 32 rows, 27 at 128, where widening alone takes ~100).
 KERNEL_ROWS = 256
-
-
-def padded(size: int, multiple: int) -> int:
-    return -(-size // multiple) * multiple
 
 
 def pack_quads(q: Tensor) -> Tensor:

@@ -1,6 +1,7 @@
 """The Ray path's parts in process, without a cluster: a replica's first item (taken, or refused
-as 400 / 429), its health check, a lost replica's stream ending in an error, and `serve run`'s
-builder arguments. The real cluster is driven in test_serve_ray.py."""
+as 400 / 429), its health check, a lost replica's stream ending in an error, the ingress handing
+a burst to Serve one request at a time, and `serve run`'s builder arguments. The real cluster is
+driven in test_serve_ray.py."""
 
 from __future__ import annotations
 
@@ -83,6 +84,84 @@ def test_a_replica_lost_mid_stream_ends_the_request_with_an_error():
     got = asyncio.run(collect())
     assert got[0] == "an event" and isinstance(got[1], Finished)
     assert "replica serving this request stopped" in got[1].error and "the actor died" in got[1].error
+
+
+class SlowToTake:
+    """A fake deployment handle whose replicas take a request (first item) after TAKE_S, or
+    never (NEVER of them); it records when each request was handed over and taken."""
+
+    def __init__(self, take_s: float, never: int = 0):
+        self.take_s, self.never = take_s, never
+        self.log: list[tuple[str, int, float]] = []
+
+    def options(self, **kw):
+        return self
+
+    @property
+    def generate(self):
+        return self
+
+    def remote(self, request):
+        from janus_cli.server.ray_replica import Accepted
+
+        k = len([e for e in self.log if e[0] == "sent"])
+        self.log.append(("sent", k, asyncio.get_running_loop().time()))
+
+        async def events():
+            await asyncio.sleep(3600 if k < self.never else self.take_s)
+            self.log.append(("taken", k, asyncio.get_running_loop().time()))
+            yield Accepted(f"replica-{k}")
+            yield Finished()
+
+        return FakeResponse(events())
+
+
+class FakeResponse:
+    """What a streaming handle call returns: async iteration and cancel()."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def __aiter__(self):
+        return self
+
+    def __anext__(self):
+        return self.events.__anext__()
+
+    def cancel(self):
+        pass
+
+
+def test_a_burst_is_handed_to_serve_one_request_at_a_time():
+    """Serve's router routes requests that arrive together on the same queue lengths (a burst
+    of 8 on two idle replicas went 3 + 5 or 1 + 7, measured): the ingress hands each over once
+    the one before was taken, or after ROUTE_BOUND_S if it is not (a request queued for a full
+    service, or sent to a dead replica, holds the others up no longer)."""
+    from janus_cli.server import ray_backend
+    from janus_cli.server.ray_backend import ROUTE_BOUND_S, RayBackend
+
+    async def burst(handle, n):
+        backend = RayBackend({"m": handle}, "janus")
+        return await asyncio.gather(*(backend.open("m", object()) for _ in range(n)))
+
+    fast = SlowToTake(take_s=0.02)
+    streams = asyncio.run(burst(fast, 4))
+    assert [s.headers[ray_backend.REPLICA_HEADER] for s in streams] == [f"replica-{k}" for k in range(4)]
+    assert [e[:2] for e in fast.log] == [(what, k) for k in range(4) for what in ("sent", "taken")]
+
+    stuck = SlowToTake(take_s=0.02, never=1)  # the first is never taken: the others go on
+    backend = RayBackend({"m": stuck}, "janus")
+
+    async def two_behind_a_stuck_one():
+        first = asyncio.ensure_future(backend.open("m", object()))
+        rest = await asyncio.wait_for(asyncio.gather(*(backend.open("m", object()) for _ in range(2))), 5)
+        first.cancel()
+        return rest
+
+    rest = asyncio.run(two_behind_a_stuck_one())
+    assert [s.headers[ray_backend.REPLICA_HEADER] for s in rest] == ["replica-1", "replica-2"]
+    sent = {k: t for what, k, t in stuck.log if what == "sent"}
+    assert ROUTE_BOUND_S * 0.9 <= sent[1] - sent[0] < ROUTE_BOUND_S + 0.5
 
 
 def test_the_builder_refuses_unknown_args_and_reads_lists():

@@ -7,12 +7,20 @@ Retry-After and bad input a 400, never a 200 followed by a broken body. A replic
 mid-request ends that request with Finished(error=...): the app sends a 500 error object (or an
 error event, then [DONE], on a stream) instead of hanging.
 
+Requests of one model are handed to Serve one at a time, each once its replica has taken it
+(its first item) or after ROUTE_BOUND_S: Serve's router picks the less busy of two replicas by
+the queue lengths it last saw, and requests routed at the same moment all see the same ones (a
+burst of 8 images on two idle replicas went 3 + 5, or worse); one at a time, each sees where
+the last one went, and a burst splits evenly. The bound keeps a request that waits for a free
+replica (or one on a replica that died) from holding up the ones behind it for long.
+
 /metrics sums the scheduler stats each live replica publishes every second into Ray's
 key-value store (ray_replica.JanusReplica._publish); a replica silent for STALE_S is gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -23,6 +31,7 @@ from janus_cli.server.errors import ApiError, bad_request
 from janus_cli.server.ray_replica import STATS_NAMESPACE, Accepted, Refused, stats_prefix
 
 STALE_S = 5.0
+ROUTE_BOUND_S = 0.25  # a replica with room takes a request at once (Accepted comes before any step)
 REPLICA_HEADER = "x-janus-replica"
 
 
@@ -34,6 +43,7 @@ class RayBackend:
         self.info_handles = handles
         self.app = app
         self.infos: list[ModelInfo] = []
+        self.routing = {name: asyncio.Lock() for name in handles}  # see the module docstring
 
     async def start(self) -> None:
         """Each model's info, from one of its replicas (waits until one is up)."""
@@ -54,9 +64,17 @@ class RayBackend:
     async def open(self, model: str, request) -> Stream:
         from ray.serve.exceptions import BackPressureError
 
-        gen = self.handles[model].generate.remote(request)
+        async with self.routing[model]:
+            gen = self.handles[model].generate.remote(request)
+            taken = asyncio.ensure_future(gen.__anext__())
+            try:
+                await asyncio.wait([taken], timeout=ROUTE_BOUND_S)
+            except asyncio.CancelledError:  # the client went away while waiting
+                taken.cancel()
+                gen.cancel()
+                raise
         try:
-            first = await gen.__anext__()
+            first = await taken
         except BackPressureError:
             raise too_busy("every replica is busy and the queue is full", await self._retry_after()) from None
         except Exception as e:

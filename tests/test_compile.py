@@ -1,5 +1,6 @@
 """--compile: the fixed-shape image-token step under torch.compile makes the tokens the eager
-loop makes (fp32), reaches the pipeline from the command line, and fails cleanly without a compiler."""
+loop makes (fp32), reaches the pipeline from the command line, fails cleanly without a compiler,
+and leaves int4's CPU kernel out of the graph."""
 
 import shutil
 
@@ -61,3 +62,25 @@ def test_cli_compile_reaches_the_session(tmp_path):
     )
     assert_one_line_error(result, "--compile on the CPU needs a C++ compiler")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_int4_linears_run_their_cpu_kernel_between_graphs():
+    """--compile with int4 on the CPU: the kernel call is left out of the graph, not traced
+    (dynamo walked into our kernel's loader, warned twice, and the fixture's image took twice
+    eager's time)."""
+    import warnings
+
+    from torch import nn
+
+    from janus_cli.models.int4 import Int4Linear
+
+    torch.manual_seed(0)
+    lin = Int4Linear.from_linear(nn.Linear(256, 64).to(torch.bfloat16))
+    x = torch.randn(2, 256).to(torch.bfloat16)
+    eager = lin(x)
+    torch._dynamo.reset()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        compiled = torch.compile(lin, backend="eager")(x)
+    assert torch.equal(compiled, eager)
+    assert [str(w.message) for w in seen] == []

@@ -162,14 +162,22 @@ class Int4Linear(nn.Module):
         return w.view(n, kp)[:, : self.in_features].to(dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        y = self.cpu_kernels(x) if x.device.type == "cpu" else None
+        if y is not None:
+            return y
+        return F.linear(x, self.dequantize(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+
+    @torch.compiler.disable
+    def cpu_kernels(self, x: Tensor) -> Tensor | None:
+        """Ours (kernels/int4.py) or PyTorch's int4 kernel where either takes X, else None.
+        Under --compile this runs eagerly between graphs (dynamo would trace into our kernel's
+        loader, and PyTorch's builds its layout on first use)."""
         from janus_cli.kernels.int4 import int4_rows  # lazily: the kernel library builds on first use
 
         y = int4_rows(x, self.qweight, self.scales, self.bias, self.out_features, self.in_features)
         if y is None and torch_int4_fits(x, self.out_features, self.in_features):
             y = self.torch_int4(x)
-        if y is not None:
-            return y
-        return F.linear(x, self.dequantize(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
+        return y
 
     def torch_int4(self, x: Tensor) -> Tensor:
         """PyTorch's CPU int4 kernel: its dequant is (q - 8) * s + z, so z = offset + 8 s (in

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import checkpoint_dir
@@ -33,6 +34,20 @@ def started(question: str, shown: int = 24):
     on 2026-12-07 (cause not found; alone the test passed); a user stops an answer they read."""
     echo = f"> {question}\r\n".encode()
     return lambda t: (i := t.raw.find(echo)) >= 0 and len(t.raw) >= i + len(echo) + shown
+
+
+def prompt_after_hint(t: Term) -> bool:
+    """Whether a prompt has come after the hint that one more Ctrl-C leaves."""
+    return (i := t.raw.find(b"Ctrl-C again")) >= 0 and b"\n> " in t.raw[i:]
+
+
+def at_the_prompt(t: Term, keys: bytes) -> None:
+    """Send KEYS a moment after a prompt appeared, as a person would. Sent at once, a Ctrl-C
+    can land between readline drawing the prompt and CPython's readline module starting to wait
+    for a key (Modules/readline.c checks for signals only when that wait is interrupted): the
+    KeyboardInterrupt then waits for the next key. Seen on a loaded machine, never by hand."""
+    time.sleep(0.5)
+    t.send(keys)
 
 
 def answer_after(t: Term, question: str) -> str:
@@ -66,9 +81,9 @@ def test_chat_recalls_lines_stops_answers_and_keeps_history(tmp_path):
         t.send("and now\r")
         # the next prompt after this question's echo (a stopped answer's text may hold "\n> ")
         t.read_until(prompt_after("and now"), 300, "the answer after the stopped one")
-        t.send(CTRL_C)
-        t.read_until(lambda t: b"Ctrl-C again" in t.raw, 30, "the hint")
-        t.send(CTRL_C)
+        at_the_prompt(t, CTRL_C)
+        t.read_until(prompt_after_hint, 30, "the hint, then a prompt")
+        at_the_prompt(t, CTRL_C)
         assert t.wait(60) == 0, t.text()
     finally:
         t.close()
@@ -128,6 +143,22 @@ def test_a_trailing_backslash_continues_and_two_ctrl_c_leave(monkeypatch, capsys
         sys, "stdin", Keys("one", "two \\", None, "three")
     )  # Ctrl-C drops a half-typed message
     assert read_all(repl.Prompt(interactive=False)) == ["one", "three"]
+
+
+def test_a_second_ctrl_c_while_the_hint_is_written_leaves(monkeypatch):
+    """Two quick Ctrl-Cs: the second may land while the first one's hint is being written; the
+    chat then leaves as after two at the prompt (it escaped as `error: interrupted`, exit 130)."""
+    from janus_cli.cli import console
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Keys("one", None, "never"))
+    monkeypatch.setattr(console.err, "print", interrupted)
+    try:
+        assert read_all(repl.Prompt(interactive=False)) == ["one"]
+    except KeyboardInterrupt:  # caught here: escaping, it would stop the whole pytest run
+        pytest.fail("the second Ctrl-C escaped the prompt")
 
 
 def test_ctrl_c_stops_a_turn_in_a_terminal_only(capsys):

@@ -66,7 +66,10 @@ class Prompt:
                 if self.interrupted:
                     return None
                 self.interrupted = True
-                console.err.print("\n(Ctrl-C again or Ctrl-D to leave)", markup=False)
+                try:
+                    console.err.print("\n(Ctrl-C again or Ctrl-D to leave)", markup=False)
+                except KeyboardInterrupt:  # again while the hint was being written
+                    return None
                 lines = []
                 continue
             except EOFError:

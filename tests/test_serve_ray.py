@@ -359,6 +359,9 @@ def _descends(pid: int, ancestors: set[int]) -> bool:
     return False
 
 
+PROGRESS = '"image_generation.progress"'
+
+
 def test_a_killed_replica_ends_its_requests_cleanly_and_comes_back(server, cluster):
     pids = replica_pids(cluster)
     assert len(pids) == 2, pids
@@ -375,8 +378,9 @@ def test_a_killed_replica_ends_its_requests_cleanly_and_comes_back(server, clust
         t.start()
         time.sleep(0.2)
     deadline = time.monotonic() + 120
-    while len({s[0] for s in seens if any('"image_generation.progress"' in e for e in s)}) < 2:
-        assert time.monotonic() < deadline, seens  # both replicas mid-image
+    # all four taken (the ingress hands them over one at a time) and both replicas mid-image
+    while not all(seens) or len({s[0] for s in seens if any(PROGRESS in e for e in s)}) < 2:
+        assert time.monotonic() < deadline, seens
         time.sleep(0.1)
     victim = pids[0]
     os.kill(victim, signal.SIGKILL)

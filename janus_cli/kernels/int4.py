@@ -3,8 +3,8 @@
 W4A8: each input row is rounded to int8 once per call, per group of K with its own scale
 (|x - x8| <= scale / 2), and multiplied by the 4-bit codes with `vpdpbusd` (64 byte products
 per instruction, summed in int32); each group's sum then takes its weight scale, offset and
-activation scale in fp32. A decode step reads 0.56 bytes per weight instead of 2 (bf16) and
-keeps 8 rows (4 images with CFG) bound by memory rather than by arithmetic. Beyond
+activation scale in fp32. A decode step reads 0.56 bytes per weight instead of 2 (bf16); at 8
+rows (4 images with CFG) the integer arithmetic, not memory, sets the pace. Beyond
 KERNEL_ROWS rows (a prefill) the caller dequantizes and runs PyTorch's matmul.
 
 Legend: M rows, K in features, N out features.
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from janus_cli.kernels import build
 
-KERNEL_ROWS = 16  # more rows: dequantize once, then one GEMM (the kernel re-unpacks per 8 rows)
+KERNEL_ROWS = 16  # more rows: dequantize once, then one GEMM (the kernel re-unpacks per 4 rows)
 
 
 def int4_kernel_note() -> str:

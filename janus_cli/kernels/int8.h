@@ -23,6 +23,7 @@ inline void int8_tile(const int8_t* xq, const float* d, const int32_t* xsum, int
         const uint8_t* wg = w + gi * steps * 128;
         const int8_t* xg = xq + gi * g;
         for (int64_t o = 0; o < steps; o++) {
+            if constexpr (MC > 4) prefetch_ahead(wg + o * 128);  // 1 to 4 rows: 0.8-0.99x, 8: 1.0-1.27x
             const __m512i w0 = _mm512_loadu_si512(wg + o * 128), w1 = _mm512_loadu_si512(wg + o * 128 + 64);
             for (int m = 0; m < MC; m++) {
                 const __m512i a = _mm512_set1_epi32(*(const int32_t*)(xg + m * Kp + o * 4));  // k 4o..4o+3

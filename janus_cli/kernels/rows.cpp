@@ -205,7 +205,7 @@ enum Weights : int64_t { BF16 = 0, INT8 = 1, INT4 = 2 };
 void linear_pairs(const uint16_t* x, const void* w, int64_t kind, const void* scale, uint16_t* y, int64_t M, int64_t N,
                   int64_t K, int64_t group) {
     if (kind == INT4)
-        linear_int4<8>(x, (const uint8_t*)w, (const uint16_t*)scale, nullptr, y, M, N, K, group);
+        linear_int4<INT4_TILE_ROWS>(x, (const uint8_t*)w, (const uint16_t*)scale, nullptr, y, M, N, K, group);
     else if (kind == INT8)
         linear_int8<8>(x, (const uint8_t*)w, (const float*)scale, nullptr, y, M, N, K, group);
     else
@@ -259,7 +259,7 @@ void janus_rows_int8(const uint16_t* x, const uint8_t* w, const float* scale, co
 // The int4 weight of models/int4.py (QWEIGHT, SCALES, GROUP); BIAS fp32 (N,) or null; M <= 16.
 void janus_rows_int4(const uint16_t* x, const uint8_t* qweight, const uint16_t* scales, const float* bias, uint16_t* y,
                      int64_t M, int64_t N, int64_t K, int64_t group) {
-    linear_int4<8>(x, qweight, scales, bias, y, M, N, K, group);
+    linear_int4<INT4_TILE_ROWS>(x, qweight, scales, bias, y, M, N, K, group);
 }
 
 // LlamaRMSNorm in bf16 for M rows of C (C % 16 == 0): y = w * bf16(x * rsqrt(mean(x^2) + eps)),

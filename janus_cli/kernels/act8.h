@@ -9,9 +9,9 @@
 // stream from memory once per call, and with several rows many `vpdpbusd` come between two
 // weight loads: too few loads are then in flight for the hardware prefetcher to keep up (the int4
 // kernel read 25 GB/s of a 33 GB/s machine at 2 rows, 11 at 8). With few rows the loads are dense
-// enough, and the extra instructions cost more than they win: each kernel asks from the row count
-// where it measured a gain (benchmarks/int4_kernels.py). Past the end of a weight this asks for
-// lines nobody reads: a prefetch never faults.
+// enough, and the extra instructions cost more than they win: each kernel asks from the row
+// count where it measured a gain (both builds alternating in one process; README, int4
+// weights). Past the end of a weight this asks for lines nobody reads: a prefetch never faults.
 constexpr int64_t PREFETCH_AHEAD = 2048;  // 1024 to 8192 measured alike
 inline void prefetch_ahead(const uint8_t* p) {
     _mm_prefetch((const char*)(p + PREFETCH_AHEAD), _MM_HINT_T0);

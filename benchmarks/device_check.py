@@ -12,7 +12,8 @@ hang or a crash costs one stage and the later ones still run:
     fixtures      the tiny checkpoints synthesized from their manifests (tests/.cache does not
                   travel to a device machine; a broken link there is replaced by a temp folder)
     tests         the parity and pipeline tests with JANUS_TEST_DEVICE=DEVICE, and the bf16 ones
-    cli           `janus` end to end: describe, generate -n 4, flow-generate, --quantize int8, --compile
+    cli           `janus` end to end: describe, generate -n 4, flow-generate, --quantize int8 and
+                  int4, --compile
     ar-pro-1b     Janus-Pro-1B image-token step at N = 1, 16, 64: eager, --compile, the official
                   loop (transformers), interleaved; seconds per image end to end; peak memory
     int8-pro-7b   Janus-Pro-7B int8: weight bytes and peak GPU memory of a one-image run
@@ -54,7 +55,7 @@ STAGES = [
     Stage("environment", 60, 30),
     Stage("fixtures", 120, 30),  # 4 GB of synthetic weights, hashed in parallel
     Stage("tests", 150, 45),
-    Stage("cli", 150, 60),  # five processes, one of them compiling
+    Stage("cli", 150, 60),  # six processes, one of them compiling
     Stage("ar-pro-1b", 150, 30),  # three compiles (one per N)
     Stage("int8-pro-7b", 60, 20),
     Stage("flow-1.3b", 45, 20),

@@ -143,6 +143,7 @@ def cli(device: str, quick: bool, record) -> None:
                 1,
             ),
             "generate --quantize int8": (["generate", fox, "-m", pro, "-n", "2", "--quantize", "int8"], 2),
+            "generate --quantize int4": (["generate", fox, "-m", pro, "-n", "2", "--quantize", "int4"], 2),
         }
     if quick and device == "cpu":  # inductor's C++ build takes minutes on a small CPU: not for the dry run
         record(

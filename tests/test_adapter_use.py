@@ -58,7 +58,8 @@ def made(tmp_path_factory):
     merged = convert(
         checkpoint_dir(TINY), root / "merged", dtype=torch.float32, adapter=read_adapter(adapter)
     )
-    return root, adapter, merged.folder
+    yield root, adapter, merged.folder
+    shutil.rmtree(root)  # the merged checkpoint is 1.5 GB: kept to the session's end, it fills CI's disk
 
 
 def test_keys_name_the_published_modules(made):

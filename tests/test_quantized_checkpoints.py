@@ -3,6 +3,7 @@ modules, bit for bit, as quantizing the loaded model; the pages of a consumed ch
 given back; the scheme shown, recorded and enforced."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,9 @@ def converted(tmp_path_factory):
             done[scheme] = out
         return done[scheme]
 
-    return get
+    yield get
+    for out in done.values():
+        shutil.rmtree(out)  # kept to the session's end, the suite's outputs fill CI's disk
 
 
 @pytest.fixture

@@ -80,7 +80,18 @@ class Term:
         while not done(self):
             left = deadline - time.monotonic()
             if left <= 0 or not self._pump(min(left, 0.2)) and not done(self):
-                raise AssertionError(f"timed out waiting for {what or done}; screen:\n{self.text()}")
+                raise AssertionError(
+                    f"timed out waiting for {what or done}; {self.signals()}; screen:\n{self.text()}"
+                )
+
+    def signals(self) -> str:
+        """The child's signal masks (hex, bit n-1 for signal n) as /proc shows them: SigBlk,
+        SigIgn, SigCgt; for a test that waits on a signal's effect."""
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                return " ".join(line.strip() for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+        except OSError as e:
+            return f"no /proc status ({e})"
 
     def contains(self, needle: bytes | str) -> bool:
         return (needle.encode() if isinstance(needle, str) else needle) in self.raw
